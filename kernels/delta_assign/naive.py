@@ -1,0 +1,47 @@
+"""PyTorch reference for ``delta_assign``: the nearest slot of every token, and how near it is."""
+
+from __future__ import annotations
+
+import torch
+
+
+def delta_assign_ref(
+    x: torch.Tensor,
+    k: torch.Tensor,
+    valid: torch.Tensor,
+    x_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Nearest valid slot (cosine) of each token, with the best and second-best similarity.
+
+    Rows of ``x`` and ``k`` are expected L2-normalised, so the cosine is the dot product. Products
+    are accumulated in float32 whatever the input dtype.
+
+    Args:
+        x (torch.Tensor):
+            tokens of shape `[B, N, D]`.
+        k (torch.Tensor):
+            slots of shape `[B, M, D]`.
+        valid (torch.Tensor):
+            bool mask of shape `[B, M]`: the slots that may be chosen.
+        x_mask (torch.Tensor | None):
+            bool mask of shape `[B, N]`: the tokens to assign (``None``: all of them).
+
+    Returns:
+        best_idx (torch.Tensor):
+            int64 of shape `[B, N]`: index of the most similar valid slot, the lowest index on
+            ties; ``-1`` when the token is masked out or no slot is valid.
+        best_sim (torch.Tensor):
+            float32 of shape `[B, N]`: its similarity, ``-inf`` where ``best_idx`` is ``-1``.
+        second_sim (torch.Tensor):
+            float32 of shape `[B, N]`: the similarity of the second most similar valid slot,
+            ``-inf`` when fewer than two slots are valid or the token is masked out.
+    """
+    sim = torch.bmm(x.float(), k.float().transpose(1, 2))  # [B, N, M], scratch: edited in place
+    keep = valid[:, None, :]
+    if x_mask is not None:
+        keep = keep & x_mask[:, :, None]
+    sim.masked_fill_(~keep, float("-inf"))
+    best_sim, best_idx = sim.max(dim=-1)
+    second_sim = sim.scatter_(-1, best_idx[..., None], float("-inf")).amax(dim=-1)
+    best_idx = best_idx.masked_fill(best_sim == float("-inf"), -1)
+    return best_idx, best_sim, second_sim

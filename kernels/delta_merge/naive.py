@@ -1,0 +1,73 @@
+"""PyTorch reference for ``delta_merge``: the grouped, gated running-mean merge of tokens into slots."""
+
+from __future__ import annotations
+
+import torch
+
+
+def delta_merge_ref(
+    x: torch.Tensor,
+    idx: torch.Tensor,
+    k: torch.Tensor,
+    count: torch.Tensor,
+    importance: torch.Tensor,
+    novelty: torch.Tensor,
+    g_min: float,
+) -> torch.Tensor:
+    r"""Merge tokens into their slots in place, one gated step per slot.
+
+    For every slot ``j`` that receives ``n_j > 0`` tokens (those with ``idx == j``):
+
+    - ``mean_j = sum(x_i) / n_j`` (float32 grouped sum),
+    - ``g_j = max(n_j / (count_j + n_j), g_min)`` — the running-mean gate, floored so that a slot
+      with a long history still follows slow drift; a slot with ``count_j == 0`` takes the mean,
+    - ``k_j <- normalise(k_j + g_j * (mean_j - k_j))``,
+    - ``count_j <- count_j + n_j``,
+    - ``importance_j <- importance_j + g_j * mean(novelty_i)``: importance grows with the size of
+      the write (a slot that merely repeats a frequent pattern gains little; its frequency is
+      already in ``count``).
+
+    Slots that receive no token are left untouched. Everything is a grouped sum over the slot
+    index, so a kernel can reproduce it exactly without depending on the order of the tokens.
+
+    Args:
+        x (torch.Tensor):
+            tokens of shape `[B, N, D]`, L2-normalised rows.
+        idx (torch.Tensor):
+            int64 of shape `[B, N]`: the slot of each token, ``-1`` to skip the token.
+        k (torch.Tensor):
+            contiguous float32 slots of shape `[B, M, D]`, updated in place.
+        count (torch.Tensor):
+            contiguous integer tokens merged so far, of shape `[B, M]`, updated in place.
+        importance (torch.Tensor):
+            contiguous float32 of shape `[B, M]`, updated in place.
+        novelty (torch.Tensor):
+            of shape `[B, N]`: the novelty of each token.
+        g_min (float):
+            the gate floor, in ``[0, 1]``.
+
+    Returns:
+        n (torch.Tensor):
+            int64 of shape `[B, M]`: the number of tokens merged into each slot.
+    """
+    B, N, D = x.shape
+    M = k.shape[1]
+    # flat slot of each token; skipped tokens go to a dummy group B*M that is dropped
+    rows = torch.arange(B, device=x.device)[:, None] * M
+    group = torch.where(idx >= 0, idx + rows, B * M).reshape(-1)  # [B*N]
+    sums = torch.zeros(B * M + 1, D, dtype=torch.float32, device=x.device)
+    sums.index_add_(0, group, x.reshape(B * N, D).float())
+    nov = torch.zeros(B * M + 1, dtype=torch.float32, device=x.device)
+    nov.index_add_(0, group, novelty.reshape(-1).float())
+    n = torch.bincount(group, minlength=B * M + 1)[:-1]  # [B*M]
+
+    hit = n.nonzero().squeeze(1)  # [H] flat slots that receive tokens
+    n_hit = n[hit].float()
+    kf, cf = k.view(B * M, D), count.view(B * M)
+    gate = (n_hit / (cf[hit].float() + n_hit)).clamp_min(g_min)
+    old = kf[hit]
+    new = old + gate[:, None] * (sums[hit] / n_hit[:, None] - old)
+    kf[hit] = new / new.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    cf.index_add_(0, hit, n[hit].to(cf.dtype))
+    importance.view(B * M).index_add_(0, hit, gate * nov[hit] / n_hit)
+    return n.view(B, M)

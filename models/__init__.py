@@ -1,0 +1,1 @@
+"""Neural and classic encoder adapters (installed as ``streamvid.models``)."""

@@ -1,0 +1,48 @@
+"""The encoder protocol every visual encoder implements.
+
+An encoder turns RGB frames into visual tokens ``[N, D]`` plus a global vector ``[D]`` in one joint
+space, and (where it can) text or an image query into a ``[D]`` vector of the same space, so that a
+question can be compared with what the memory holds. All outputs are float32, L2-normalised rows,
+on the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from streamvid.types import Encoded
+
+
+class EncoderError(RuntimeError):
+    """An encoder could not be created or used (bad weights file, unknown model, ...)."""
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    name: str  # "clip" | "classic"
+    dim: int  # D
+    tokens_per_frame: int  # N
+
+    def config(self) -> dict:
+        """JSON-able description (name, model, weights, dim, ...) stored with a memory snapshot."""
+
+    def encode_frames(self, frames: Sequence[np.ndarray]) -> list[Encoded]:
+        """Encode a batch of ``[H, W, 3]`` uint8 RGB frames → one :class:`Encoded` per frame."""
+
+    def encode_image(self, rgb: np.ndarray) -> torch.Tensor:
+        """An image used as a query → ``[D]`` (comparable with frames' ``global_``)."""
+
+    def encode_text(self, text: str) -> torch.Tensor | None:
+        """A text query → ``[D]``, or ``None`` when this encoder cannot embed that text."""
+
+    def describe(self, crop: np.ndarray, mask: np.ndarray | None = None) -> str:
+        """A short description of a subject crop (``[h, w, 3]`` RGB; ``mask`` ``[h, w]`` bool)."""
+
+
+def l2n(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """L2-normalise along ``dim`` (zero vectors stay zero)."""
+    return x / x.norm(dim=dim, keepdim=True).clamp_min(1e-12)

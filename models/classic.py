@@ -1,0 +1,205 @@
+"""The ``classic`` encoder: OpenCV and NumPy only, nothing to download.
+
+A frame is resized to ``[192, 256]`` and cut into a ``6 × 8`` grid; each cell becomes one token of
+``D = 40`` numbers in four blocks, each block a histogram that is L1-normalised, square-rooted
+(Hellinger) and weighted, so that the cosine of two tokens is a similarity of their histograms:
+
+- colour ``[18]``: hue histogram (20° bins), each pixel weighted by its chroma;
+- achromatic ``[5]``: black, dark gray, gray, light gray, white, weighted by 1 − chroma;
+- value ``[5]``: brightness distribution;
+- texture ``[12]``: gradient orientation (8 unsigned bins, magnitude-weighted), a flat bin and three
+  gradient-strength bins.
+
+The global vector is the normalised mean token. Text embeds only what these histograms can
+express: colour names (``encode_text("red")`` puts weight on the red hue bins); other concepts
+(person, face, motion, brightness, scene change) come from the event detector's signals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from streamvid.models.base import l2n
+from streamvid.types import Encoded
+
+GRID_ROWS, GRID_COLS = 6, 8
+CELL = 32
+SIZE = (GRID_COLS * CELL, GRID_ROWS * CELL)  # (width, height) for cv2.resize
+
+N_HUE, N_ACHRO, N_VAL, N_ORI = 18, 5, 5, 8
+N_TEX = N_ORI + 4
+BLOCKS = (N_HUE, N_ACHRO, N_VAL, N_TEX)
+DIM = sum(BLOCKS)
+_OFF = np.cumsum((0,) + BLOCKS)
+# block weights: colour and achromatic dominate, texture tells flat walls from people and plants
+_WEIGHTS = (1.0, 0.8, 0.5, 0.6)
+
+# Colour names → (hue range in OpenCV degrees [0, 180), or None for achromatic bins)
+COLOUR_HUES = {
+    "red": [(170, 180), (0, 8)],
+    "orange": [(8, 20)],
+    "brown": [(8, 20)],
+    "yellow": [(20, 33)],
+    "green": [(33, 85)],
+    "cyan": [(85, 100)],
+    "blue": [(100, 130)],
+    "purple": [(130, 150)],
+    "pink": [(150, 170)],
+}
+ACHROMATIC = {"black": 0, "gray": 2, "grey": 2, "white": 4}
+COLOUR_WORDS = sorted(set(COLOUR_HUES) | set(ACHROMATIC))
+
+
+def _cell_index(h: int, w: int) -> np.ndarray:
+    ys = np.arange(h) // CELL
+    xs = np.arange(w) // CELL
+    return (ys[:, None] * GRID_COLS + xs[None, :]).ravel()
+
+
+_CELLS = _cell_index(SIZE[1], SIZE[0])
+_N = GRID_ROWS * GRID_COLS
+
+
+def _hist(cells: np.ndarray, bins: np.ndarray, weights: np.ndarray, nbins: int) -> np.ndarray:
+    """Per-cell weighted histogram → ``[N, nbins]``."""
+    flat = np.bincount(cells * nbins + bins, weights=weights, minlength=_N * nbins)
+    return flat.reshape(_N, nbins)
+
+
+def _hellinger(h: np.ndarray) -> np.ndarray:
+    s = h.sum(axis=-1, keepdims=True)
+    return np.sqrt(h / np.maximum(s, 1e-9))
+
+
+def colour_name_map(rgb: np.ndarray) -> np.ndarray:
+    """Name every pixel's colour: ``[H, W, 3]`` uint8 RGB → ``[H, W]`` indices into COLOUR_NAMES."""
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    h = hsv[..., 0].astype(np.int16)
+    s = hsv[..., 1].astype(np.int16)
+    v = hsv[..., 2].astype(np.int16)
+    out = np.full(h.shape, COLOUR_NAMES.index("gray"), np.uint8)
+    chroma = (s >= 60) & (v >= 50)
+    out[~chroma & (v >= 185)] = COLOUR_NAMES.index("white")
+    out[v < 50] = COLOUR_NAMES.index("black")
+    for name, ranges in COLOUR_HUES.items():
+        if name == "brown":
+            continue
+        sel = np.zeros(h.shape, bool)
+        for lo, hi in ranges:
+            sel |= (h >= lo) & (h < hi)
+        out[chroma & sel] = COLOUR_NAMES.index(name)
+    orange = out == COLOUR_NAMES.index("orange")
+    out[orange & (v < 170)] = COLOUR_NAMES.index("brown")
+    red = out == COLOUR_NAMES.index("red")
+    out[red & (s < 130) & (v >= 170)] = COLOUR_NAMES.index("pink")
+    return out
+
+
+COLOUR_NAMES = ["red", "orange", "brown", "yellow", "green", "cyan", "blue", "purple", "pink",
+                "black", "gray", "white"]
+
+
+def dominant_colour(rgb: np.ndarray, mask: np.ndarray | None = None) -> str | None:
+    """The most frequent colour name among the (masked) pixels, or None when there are none."""
+    names = colour_name_map(rgb)
+    sel = names[mask] if mask is not None else names.ravel()
+    if sel.size == 0:
+        return None
+    counts = np.bincount(sel, minlength=len(COLOUR_NAMES))
+    return COLOUR_NAMES[int(counts.argmax())]
+
+
+def describe_person(crop: np.ndarray, mask: np.ndarray | None = None) -> str:
+    """``"person in red top and blue trousers"`` from the colours of the upper and lower body.
+
+    ``crop`` ``[h, w, 3]`` RGB of the subject's box, ``mask`` ``[h, w]`` bool foreground (or None:
+    the central part of the box is used). The head (top ~18 %) and feet (bottom ~8 %) are skipped.
+    """
+    h, w = crop.shape[:2]
+    if h < 8 or w < 4:
+        return "person"
+    if mask is None or mask.sum() < 0.1 * h * w:
+        mask = np.zeros((h, w), bool)
+        mask[:, w // 5: w - w // 5] = True
+    top = slice(int(0.20 * h), int(0.52 * h))
+    bottom = slice(int(0.58 * h), int(0.92 * h))
+    up = dominant_colour(crop[top], mask[top])
+    low = dominant_colour(crop[bottom], mask[bottom])
+    if up and low:
+        return f"person in {up} top and {low} trousers"
+    return f"person in {up or low}" if (up or low) else "person"
+
+
+class ClassicEncoder:
+    """Colour/texture grid descriptors as visual tokens (see the module docstring)."""
+
+    name = "classic"
+    dim = DIM
+    tokens_per_frame = _N
+
+    def config(self) -> dict:
+        return {"name": self.name, "dim": self.dim, "tokens_per_frame": self.tokens_per_frame,
+                "grid": [GRID_ROWS, GRID_COLS], "version": 1}
+
+    def _tokens(self, rgb: np.ndarray) -> np.ndarray:
+        img = cv2.resize(rgb, SIZE, interpolation=cv2.INTER_AREA)
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hue = hsv[..., 0].ravel().astype(np.int64)
+        sat = hsv[..., 1].ravel().astype(np.float64) / 255.0
+        val = hsv[..., 2].ravel().astype(np.float64) / 255.0
+        chroma = np.clip((sat - 0.15) / 0.35, 0, 1) * np.clip((val - 0.12) / 0.2, 0, 1)
+        hue_bin = np.minimum(hue * N_HUE // 180, N_HUE - 1)
+        achro_bin = np.minimum((val * N_ACHRO).astype(np.int64), N_ACHRO - 1)
+        val_bin = np.minimum((val * N_VAL).astype(np.int64), N_VAL - 1)
+
+        gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3).ravel()
+        gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3).ravel()
+        mag = np.sqrt(gx * gx + gy * gy).astype(np.float64)
+        ori = ((np.arctan2(gy, gx) % np.pi) / np.pi * N_ORI).astype(np.int64) % N_ORI
+        strong = mag > 40.0
+
+        blocks = [
+            _hist(_CELLS, hue_bin, chroma, N_HUE),
+            _hist(_CELLS, achro_bin, 1.0 - chroma, N_ACHRO),
+            _hist(_CELLS, val_bin, np.ones_like(val), N_VAL),
+        ]
+        ori_h = _hist(_CELLS, ori, mag * strong, N_ORI)
+        level = np.digitize(mag, (40.0, 120.0, 300.0))  # 0 flat, 1 weak, 2 medium, 3 strong
+        lvl_h = _hist(_CELLS, level, np.full_like(mag, 255.0), 4)
+        blocks.append(np.concatenate([ori_h, lvl_h], axis=1))
+        out = np.concatenate([wt * _hellinger(b) for wt, b in zip(_WEIGHTS, blocks)], axis=1)
+        return out.astype(np.float32)
+
+    def encode_frames(self, frames: Sequence[np.ndarray]) -> list[Encoded]:
+        result = []
+        for rgb in frames:
+            tok = l2n(torch.from_numpy(self._tokens(rgb)))
+            result.append(Encoded(tokens=tok, global_=l2n(tok.mean(0))))
+        return result
+
+    def encode_image(self, rgb: np.ndarray) -> torch.Tensor:
+        return self.encode_frames([rgb])[0].global_
+
+    def encode_text(self, text: str) -> torch.Tensor | None:
+        """Colour words → a ``[D]`` vector on the colour/achromatic bins; anything else → None."""
+        words = [w for w in re.findall(r"[a-z]+", text.lower()) if w in COLOUR_WORDS]
+        if not words:
+            return None
+        v = np.zeros(DIM, np.float32)
+        for w in words:
+            if w in ACHROMATIC:
+                v[_OFF[1] + ACHROMATIC[w]] = 1.0
+                continue
+            for lo, hi in COLOUR_HUES[w]:
+                b0, b1 = lo * N_HUE // 180, max(lo * N_HUE // 180 + 1, hi * N_HUE // 180)
+                v[_OFF[0] + b0:_OFF[0] + b1] = 1.0
+        return l2n(torch.from_numpy(v))
+
+    def describe(self, crop: np.ndarray, mask: np.ndarray | None = None) -> str:
+        return describe_person(crop, mask)

@@ -1,0 +1,5 @@
+import sys
+
+from streamvid.cli import main
+
+sys.exit(main())

@@ -1,0 +1,573 @@
+"""The event detector beside the memory: who entered or left the view, and cheap per-frame signals.
+
+OpenCV only, so it runs with every encoder. Per sampled frame (``Frame.rgb``, any size):
+
+1. **Scene checks** on a small grey image: a scene cut (the gradient structure and the colour
+   histogram both change at once) or a moving camera (phase correlation shift) is a segment
+   boundary: the background is learnt anew and nobody "enters" because of it.
+2. **Foreground** against a running background model, made robust to
+   - lighting changes: a global gain, the median ratio frame/background over background pixels,
+     is folded into the background every frame;
+   - camera jitter: a pixel is foreground only when it is outside the min/max envelope of the
+     background over ± ``jitter_px`` pixels (plus a noise-adaptive threshold on luma and a chroma threshold);
+   - sensor noise: blur, a threshold from the measured noise level, morphology, a minimum area;
+   - people who stand still: the background is updated only slowly under tracked subjects.
+3. **Tracking**: blobs are matched to tracks by predicted position, size and colour; tracks that
+   vanish are kept a while so a person hidden by another, or standing still, keeps one identity.
+4. **Events**: a track becomes an *entry* once it has been seen ``min_hits`` times, looks like a
+   person (upright shape, HOG people detector when it fires) and has either come in over the
+   frame border or travelled; its time is when it was first seen. A confirmed track that is lost
+   for ``exit_delay`` seconds (and is not re-found) is an *exit* at the time it was last seen.
+5. **Signals** for the memory's timeline: motion (foreground fraction), person (visible
+   confirmed tracks), face (Haar cascade count), brightness, scene_change.
+
+Limits, stated plainly: subjects already in view when the video starts (or after a cut) are
+learnt as background, so they produce neither an entry nor, later, an exit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from streamvid.types import Detection, Frame
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("motion", "person", "face", "brightness", "scene_change")
+
+
+@dataclass
+class DetectorConfig:
+    proc_width: int = 320  # analysis width in pixels
+    warmup: int = 2  # frames that only learn the background (after start or a boundary)
+    bg_rate: float = 0.10  # background learning rate on background pixels
+    bg_rate_fg: float = 0.004  # ... under foreground / tracked subjects (people standing still)
+    bg_rate_ghost: float = 0.35  # ... under unconfirmed stationary blobs (ghosts, shadows)
+    min_threshold: float = 9.0  # luma difference floor (0-255, after blur)
+    noise_k: float = 4.0  # threshold = max(min_threshold, noise_k * noise sigma)
+    chroma_threshold: float = 14.0
+    min_area_frac: float = 0.0012  # blobs smaller than this fraction of the frame are noise
+    global_change_frac: float = 0.45  # more foreground than this: lighting jump / unstable view
+    cut_edge_corr: float = 0.45  # edge-map correlation below this ...
+    cut_hist_dist: float = 0.35  # ... together with a colour histogram distance above this = cut
+    jitter_px: int = 2  # camera shake tolerated (analysis pixels): the background envelope radius
+    camera_shift_px: float = 2.5  # phase-correlation shift (analysis pixels) = moving camera
+    min_hits: int = 3  # sightings before a track can be an entry
+    min_person_score: float = 0.45
+    travel_frac: float = 0.6  # travel (in box heights) that makes an interior-born track an entry
+    border_frac: float = 0.04  # a box this close to the frame edge "touches the border"
+    max_coast: float = 2.5  # seconds a track is predicted without a sighting
+    exit_delay: float = 2.0  # seconds a confirmed track must stay lost before it is an exit
+    revive_window: float = 6.0  # seconds in which a lost track can be re-found (re-identified)
+    dormant_window: float = 180.0  # ... for a track that vanished while standing still
+    hog: bool = True
+    faces: bool = True
+
+
+@dataclass
+class FrameSignals:
+    """What the detector says about one frame (see :data:`CHANNELS`)."""
+
+    motion: float
+    person: float
+    face: float
+    brightness: float
+    scene_change: float
+
+    def as_list(self) -> list[float]:
+        return [self.motion, self.person, self.face, self.brightness, self.scene_change]
+
+
+@dataclass
+class DetectorOutput:
+    signals: FrameSignals
+    detections: list[Detection]
+    boundary: bool  # a scene cut or an unstable view: the memory should start a new segment
+
+
+@dataclass
+class _Track:
+    id: int
+    box: np.ndarray  # x, y, w, h (analysis pixels, float)
+    first_t: float
+    last_t: float
+    birth_center: np.ndarray
+    born_at_border: bool
+    hist: np.ndarray  # colour histogram of the subject (appearance for re-identification)
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    hits: int = 1
+    person: float = 0.0  # running person evidence
+    hog_tries: int = 0
+    max_travel: float = 0.0
+    max_h: float = 0.0  # tallest box seen
+    ghost: bool = False  # looks like a hole in the background model rather than an object
+    confirmed: bool = False
+    still: int = 0  # consecutive sightings without moving
+    best_area: float = 0.0
+    crop: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    full_box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    description: str = ""
+    lost_since: float | None = None
+    last_border: bool = False
+
+    @property
+    def center(self) -> np.ndarray:
+        return self.box[:2] + self.box[2:] / 2
+
+
+class EventDetector:
+    """Entries, exits and per-frame signals from a stream of frames (see the module docstring).
+
+    ``update(frame)`` → :class:`DetectorOutput`; ``finish()`` flushes exits still pending at the
+    end of the stream. Detections carry an RGB crop and mask of the subject for its description,
+    embedding and thumbnail; the caller fills in ``description``.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.cfg = config or DetectorConfig()
+        self._hog: cv2.HOGDescriptor | None = None
+        self._faces: cv2.CascadeClassifier | None = None
+        self._bg: np.ndarray | None = None  # [h, w, 3] float32 YCrCb
+        self._last_fg: np.ndarray | None = None  # [h, w] bool, the last frame's foreground
+        self._prev_edges: np.ndarray | None = None
+        self._prev_hist: np.ndarray | None = None
+        self._prev_gray: np.ndarray | None = None
+        self._noise = 2.0
+        self._warm = 0
+        self._tracks: list[_Track] = []
+        self._lost: list[_Track] = []
+        self._next_id = 1
+        self._shape: tuple[int, int] | None = None
+        self._scale = 1.0
+        self.last_t = 0.0
+
+    # ---------------------------------------------------------------- public
+    def update(self, frame: Frame) -> DetectorOutput:
+        cfg = self.cfg
+        t = frame.t
+        self.last_t = t
+        small = self._resize(frame.rgb)
+        ycc = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb), (5, 5), 1.2).astype(np.float32)
+        gray = ycc[..., 0]
+        brightness = float(gray.mean() / 255.0)
+        faces = self._count_faces(frame.rgb) if cfg.faces else 0
+
+        cut, moving = self._scene_checks(small, gray)
+        if cut or moving or self._bg is None:
+            self._reset_background(ycc, keep_tracks=not cut)
+            signals = FrameSignals(0.0, 0.0, float(faces), brightness, 1.0 if cut else 0.0)
+            return DetectorOutput(signals, self._flush_lost(t, force=False), boundary=cut or moving)
+
+        self._y = ycc[..., 0]
+        fg = self._foreground(ycc)
+        self._last_fg = cv2.dilate(fg.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        motion = float(fg.mean())
+        detections: list[Detection] = []
+        if motion > cfg.global_change_frac:
+            log.debug("t=%.1f: %.0f%% foreground, relearning the background", t, 100 * motion)
+            self._reset_background(ycc, keep_tracks=True)
+            return DetectorOutput(FrameSignals(motion, 0.0, float(faces), brightness, 0.0),
+                                  self._flush_lost(t, force=False), boundary=False)
+        if self._warm > 0:
+            self._warm -= 1
+            self._learn(ycc, np.zeros_like(fg), warm=True)
+            return DetectorOutput(FrameSignals(motion, 0.0, float(faces), brightness, 0.0),
+                                  self._flush_lost(t, force=False), boundary=False)
+
+        blobs = self._blobs(fg)
+        detections += self._track(t, blobs, fg, small, frame.rgb)
+        detections += self._flush_lost(t, force=False)
+        self._learn(ycc, fg)
+        persons = sum(1 for tr in self._tracks if tr.confirmed and tr.lost_since is None)
+        return DetectorOutput(FrameSignals(motion, float(persons), float(faces), brightness, 0.0),
+                              detections, boundary=False)
+
+    def finish(self) -> list[Detection]:
+        """End of stream: exits of tracks that were lost but not yet reported."""
+        return self._flush_lost(self.last_t, force=True)
+
+    # ---------------------------------------------------------------- scene
+    def _resize(self, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        pw = min(self.cfg.proc_width, w)
+        ph = max(16, round(h * pw / w))
+        if self._shape != (ph, pw):
+            if self._shape is not None:  # the source changed size: start over
+                self._bg = None
+            self._shape = (ph, pw)
+            self._scale = w / pw
+        return cv2.resize(rgb, (pw, ph), interpolation=cv2.INTER_AREA) if pw != w else rgb
+
+    def _scene_checks(self, small: np.ndarray, gray: np.ndarray) -> tuple[bool, bool]:
+        cfg = self.cfg
+        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+        edges = cv2.GaussianBlur(np.sqrt(gx * gx + gy * gy), (0, 0), 2.0)
+        hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+        hist = cv2.calcHist([hsv], [0, 1], None, [16, 4], [0, 180, 0, 256]).ravel()
+        hist /= max(hist.sum(), 1.0)
+        cut = moving = False
+        if self._prev_edges is not None:
+            a = edges - edges.mean()
+            b = self._prev_edges - self._prev_edges.mean()
+            corr = float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-6))
+            dist = float(cv2.compareHist(hist, self._prev_hist, cv2.HISTCMP_BHATTACHARYYA))
+            cut = corr < cfg.cut_edge_corr and dist > cfg.cut_hist_dist
+            if not cut:
+                (dx, dy), resp = cv2.phaseCorrelate(self._prev_gray, gray)
+                moving = resp > 0.05 and np.hypot(dx, dy) > cfg.camera_shift_px
+            if cut:
+                log.debug("scene cut (edge corr %.2f, hist dist %.2f)", corr, dist)
+            elif moving:
+                log.debug("camera moved (%.1f, %.1f) px", dx, dy)
+        self._prev_edges, self._prev_hist, self._prev_gray = edges, hist, gray
+        return cut, moving
+
+    def _reset_background(self, ycc: np.ndarray, *, keep_tracks: bool) -> None:
+        self._bg = ycc.copy()
+        self._last_fg = None
+        self._warm = self.cfg.warmup
+        if keep_tracks:  # the people are still there: keep them re-findable, report nothing now
+            for tr in self._tracks:
+                if tr.confirmed:
+                    tr.lost_since = tr.last_t
+                    tr.still = max(tr.still, 3)
+                    self._lost.append(tr)
+        else:  # a new scene: whoever was there is not "leaving"
+            self._lost.clear()
+        self._tracks = []
+
+    # ---------------------------------------------------------------- foreground
+    def _relight(self, ycc: np.ndarray) -> None:
+        """Fold a global lighting change into the background.
+
+        The gain is the median ratio frame/background over mid-tone pixels that were background in
+        the last frame (people do not bias it); the background is scaled by it (luma, and the
+        chroma deviations from neutral) and clipped like a camera clips, so highlights that
+        saturate after the lights go up are not foreground.
+        """
+        bg = self._bg
+        by, y = bg[..., 0], ycc[..., 0]
+        sel = (by > 20) & (by < 235) & (y < 250)
+        if self._last_fg is not None:
+            sel &= ~self._last_fg
+        if sel.sum() < 0.05 * sel.size:
+            return
+        gain = float(np.median(y[sel] / by[sel]))
+        if abs(gain - 1.0) < 0.004:
+            return
+        bg[..., 0] = np.minimum(by * gain, 255.0)
+        bg[..., 1:] = np.clip(128.0 + (bg[..., 1:] - 128.0) * gain, 0.0, 255.0)
+
+    def _foreground(self, ycc: np.ndarray) -> np.ndarray:
+        cfg = self.cfg
+        bg = self._bg
+        self._relight(ycc)
+        y, by = ycc[..., 0], bg[..., 0]
+        k = np.ones((2 * cfg.jitter_px + 1,) * 2, np.uint8)
+        lo, hi = cv2.erode(by, k), cv2.dilate(by, k)
+        dev = np.maximum(lo - y, y - hi)
+        diff = y - by
+        core = np.abs(diff) < 3 * max(self._noise, 1.0)
+        if core.any():  # noise level from background pixels (MAD → sigma), smoothed
+            sigma = 1.4826 * float(np.median(np.abs(diff[core])))
+            self._noise = 0.9 * self._noise + 0.1 * max(sigma, 0.5)
+        thr = max(cfg.min_threshold, cfg.noise_k * self._noise)
+        fg = dev > thr
+        c = ycc[..., 1:] - bg[..., 1:]
+        clo = cv2.erode(bg[..., 1:], k)
+        chi = cv2.dilate(bg[..., 1:], k)
+        cdev = np.maximum(clo - ycc[..., 1:], ycc[..., 1:] - chi).max(axis=-1)
+        fg |= (cdev > cfg.chroma_threshold) & (np.abs(c).max(axis=-1) > cfg.chroma_threshold)
+        m = fg.astype(np.uint8)
+        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 9)))
+        return m.astype(bool)
+
+    def _learn(self, ycc: np.ndarray, fg: np.ndarray, warm: bool = False) -> None:
+        cfg = self.cfg
+        if warm:
+            rate = np.full(fg.shape, 0.5, np.float32)
+        else:
+            rate = np.where(fg, cfg.bg_rate_fg, cfg.bg_rate).astype(np.float32)
+            for tr in self._tracks:
+                x, y, w, h = _int_box(tr.box, fg.shape)
+                if tr.lost_since is not None:
+                    continue
+                if tr.ghost:
+                    rate[y:y + h, x:x + w] = cfg.bg_rate_ghost  # a ghost or a shadow: absorb it
+                elif tr.confirmed:  # a person, maybe standing still: never absorb them
+                    rate[y:y + h, x:x + w] = np.where(fg[y:y + h, x:x + w], 0.0, cfg.bg_rate_fg)
+                else:
+                    rate[y:y + h, x:x + w] = np.minimum(rate[y:y + h, x:x + w], cfg.bg_rate_fg)
+        self._bg += rate[..., None] * (ycc - self._bg)
+
+    def _blobs(self, fg: np.ndarray) -> list[np.ndarray]:
+        """Connected foreground regions as boxes ``[x, y, w, h]``; parts of one body are joined."""
+        h, w = fg.shape
+        n, _, stats, _ = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=8)
+        min_area = self.cfg.min_area_frac * h * w
+        boxes = [stats[i, :4].astype(np.float64) for i in range(1, n) if stats[i, 4] >= min_area / 4]
+        merged = True
+        while merged:  # join boxes that overlap horizontally and nearly touch vertically
+            merged = False
+            for i in range(len(boxes)):
+                for j in range(i + 1, len(boxes)):
+                    a, b = boxes[i], boxes[j]
+                    ox = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+                    gap = max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3])
+                    if ox > 0.5 * min(a[2], b[2]) and gap < 0.25 * max(a[3], b[3], 8):
+                        x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+                        x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+                        boxes[i] = np.array([x0, y0, x1 - x0, y1 - y0])
+                        boxes.pop(j)
+                        merged = True
+                        break
+                if merged:
+                    break
+        return [b for b in boxes if b[2] * b[3] >= min_area and fg[_slices(b, fg.shape)].sum() >= min_area]
+
+    # ---------------------------------------------------------------- tracking
+    def _appearance(self, small: np.ndarray, fg: np.ndarray, box: np.ndarray) -> np.ndarray:
+        sl = _slices(box, fg.shape)
+        hsv = cv2.cvtColor(np.ascontiguousarray(small[sl]), cv2.COLOR_RGB2HSV)
+        mask = fg[sl].astype(np.uint8)
+        hist = cv2.calcHist([hsv], [0, 1, 2], mask if mask.any() else None, [12, 3, 3],
+                            [0, 180, 0, 256, 0, 256]).ravel()
+        return hist / max(hist.sum(), 1.0)
+
+    def _track(self, t: float, blobs: list[np.ndarray], fg: np.ndarray, small: np.ndarray,
+               rgb: np.ndarray) -> list[Detection]:
+        cfg = self.cfg
+        H, W = fg.shape
+        feats = [self._appearance(small, fg, b) for b in blobs]
+        live = [tr for tr in self._tracks if tr.lost_since is None]
+        pairs = []
+        for ti, tr in enumerate(live):
+            dt = max(t - tr.last_t, 1e-3)
+            pred = tr.center + tr.velocity * dt
+            for bi, b in enumerate(blobs):
+                c = b[:2] + b[2:] / 2
+                scale = max(tr.box[3], b[3], 12.0)
+                d = np.linalg.norm(c - pred) / scale
+                app = 1.0 - float(np.minimum(tr.hist, feats[bi]).sum())
+                size = abs(np.log(max(b[2] * b[3], 1) / max(tr.box[2] * tr.box[3], 1)))
+                if d < 1.2 and size < 1.6:
+                    pairs.append((d + 0.8 * app + 0.2 * size, ti, bi))
+        pairs.sort()
+        used_t, used_b = set(), set()
+        for _, ti, bi in pairs:
+            if ti in used_t or bi in used_b:
+                continue
+            used_t.add(ti)
+            used_b.add(bi)
+            self._observe(live[ti], t, blobs[bi], feats[bi], fg, small, rgb)
+        for ti, tr in enumerate(live):
+            if ti not in used_t and t - tr.last_t > cfg.max_coast:
+                tr.lost_since = tr.last_t
+        detections = []
+        for bi, b in enumerate(blobs):
+            if bi in used_b:
+                continue
+            tr = self._revive(t, b, feats[bi])
+            if tr is None:
+                c = b[:2] + b[2:] / 2
+                tr = _Track(id=self._next_id, box=b.copy(), first_t=t, last_t=t, birth_center=c,
+                            born_at_border=_at_border(b, W, H, cfg.border_frac), hist=feats[bi])
+                self._next_id += 1
+                self._tracks.append(tr)
+                self._evidence(tr, b, fg, small, rgb)
+            else:
+                self._observe(tr, t, b, feats[bi], fg, small, rgb)
+        for tr in self._tracks:
+            if tr.lost_since is None and not tr.confirmed and self._is_entry(tr):
+                tr.confirmed = True
+                detections.append(self._detection(tr, "entered", tr.first_t))
+        still_live = []
+        for tr in self._tracks:
+            if tr.lost_since is None:
+                still_live.append(tr)
+            elif tr.confirmed:
+                self._lost.append(tr)
+        self._tracks = still_live
+        return detections
+
+    def _observe(self, tr: _Track, t: float, b: np.ndarray, feat: np.ndarray, fg: np.ndarray,
+                 small: np.ndarray, rgb: np.ndarray) -> None:
+        H, W = fg.shape
+        c_new = b[:2] + b[2:] / 2
+        dt = max(t - tr.last_t, 1e-3)
+        v = (c_new - tr.center) / dt
+        tr.velocity = 0.5 * tr.velocity + 0.5 * v
+        moved = np.linalg.norm(c_new - tr.center) > 0.08 * max(tr.box[3], b[3])
+        tr.still = 0 if moved else tr.still + 1
+        tr.box = b.copy()
+        tr.last_t = t
+        tr.hits += 1
+        tr.hist = 0.7 * tr.hist + 0.3 * feat
+        tr.max_travel = max(tr.max_travel, float(np.linalg.norm(c_new - tr.birth_center)))
+        tr.last_border = _at_border(b, W, H, self.cfg.border_frac)
+        tr.lost_since = None
+        self._evidence(tr, b, fg, small, rgb)
+
+    def _revive(self, t: float, b: np.ndarray, feat: np.ndarray) -> _Track | None:
+        """Re-find a recently lost (or dormant, still-standing) track that matches this blob."""
+        c = b[:2] + b[2:] / 2
+        best, best_cost = None, 1e9
+        for tr in self._lost:
+            gone = t - tr.lost_since
+            app = 1.0 - float(np.minimum(tr.hist, feat).sum())
+            d = np.linalg.norm(c - tr.center) / max(tr.box[3], b[3], 12.0)
+            reach = 1.0 + 0.25 * gone  # how far it may have walked while hidden (box heights)
+            if d < reach and app < 0.55 and app + 0.3 * d < best_cost:
+                best, best_cost = tr, app + 0.3 * d
+        if best is not None:
+            self._lost.remove(best)
+            best.lost_since = None
+            self._tracks.append(best)
+            log.debug("t=%.1f: track %d re-found", t, best.id)
+        return best
+
+    def _evidence(self, tr: _Track, b: np.ndarray, fg: np.ndarray, small: np.ndarray,
+                  rgb: np.ndarray) -> None:
+        """Update the person evidence and keep the best view of the subject for its description."""
+        H, W = fg.shape
+        x, y, w, h = b
+        tr.max_h = max(tr.max_h, float(h))
+        if not tr.confirmed:
+            tr.ghost = self._is_ghost(b, fg)
+            if tr.ghost:
+                tr.person = 0.0
+                return
+        aspect = h / max(w, 1.0)
+        shape = float(np.clip((aspect - 0.9) / 0.9, 0, 1)) * float(np.clip((4.5 - aspect) / 1.0, 0, 1))
+        fill = fg[_slices(b, fg.shape)].mean()
+        shape *= float(np.clip((fill - 0.15) / 0.2, 0, 1))
+        score = 0.75 * shape
+        border = _at_border(b, W, H, self.cfg.border_frac)
+        if self.cfg.hog and not border and tr.hog_tries < 4 and tr.person < 0.9:
+            tr.hog_tries += 1
+            if self._hog_person(rgb, b):
+                score = 1.0
+        tr.person = score if tr.hits <= 1 else max(0.6 * tr.person + 0.4 * score, score if score == 1.0 else 0)
+        area = w * h
+        if not border and area >= tr.best_area:
+            s = self._scale
+            fx, fy = int(x * s), int(y * s)
+            fw, fh = max(1, int(w * s)), max(1, int(h * s))
+            tr.best_area = area
+            tr.crop = rgb[fy:fy + fh, fx:fx + fw].copy()
+            m = fg[_slices(b, fg.shape)].astype(np.uint8)
+            tr.mask = cv2.resize(m, (tr.crop.shape[1], tr.crop.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+            tr.full_box = (fx, fy, tr.crop.shape[1], tr.crop.shape[0])
+        elif tr.crop is None:  # only border views so far: keep one anyway
+            s = self._scale
+            fx, fy, fw, fh = int(x * s), int(y * s), max(1, int(w * s)), max(1, int(h * s))
+            tr.crop = rgb[fy:fy + fh, fx:fx + fw].copy()
+            tr.mask = cv2.resize(fg[_slices(b, fg.shape)].astype(np.uint8),
+                                 (tr.crop.shape[1], tr.crop.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+            tr.full_box = (fx, fy, tr.crop.shape[1], tr.crop.shape[0])
+
+    def _is_ghost(self, b: np.ndarray, fg: np.ndarray) -> bool:
+        """A blob whose outline has edges in the background model but not in the frame is a
+        ghost (something that was learnt into the background and has left), not an object."""
+        sl = _slices(b, fg.shape)
+        m = fg[sl].astype(np.uint8)
+        outline = (cv2.dilate(m, np.ones((3, 3), np.uint8)) - cv2.erode(m, np.ones((3, 3), np.uint8))) > 0
+        if outline.sum() < 8:
+            return False
+
+        def edges(img: np.ndarray) -> float:
+            gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
+            gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+            return float(np.sqrt(gx * gx + gy * gy)[outline].mean())
+
+        return edges(np.ascontiguousarray(self._bg[..., 0][sl])) > 1.3 * edges(np.ascontiguousarray(self._y[sl])) + 2.0
+
+    def _is_entry(self, tr: _Track) -> bool:
+        cfg = self.cfg
+        if tr.hits < cfg.min_hits or tr.person < cfg.min_person_score:
+            return False
+        return tr.born_at_border or tr.max_travel >= cfg.travel_frac * max(tr.max_h, 1.0)
+
+    def _flush_lost(self, t: float, *, force: bool) -> list[Detection]:
+        """Report tracks lost long enough as exits; keep the others re-findable.
+
+        A track that vanished while standing still (and away from the border) was most likely
+        absorbed or hidden, not gone: it stays dormant, re-findable, and is never an exit by
+        itself. One that vanished at the border is an exit after ``exit_delay``; one that vanished
+        in the middle of the view (behind something, through a door) after ``revive_window``.
+        """
+        cfg = self.cfg
+        out, keep = [], []
+        for tr in self._lost:
+            gone = t - tr.lost_since
+            if tr.still >= 3 and not tr.last_border:
+                if gone <= cfg.dormant_window and not force:
+                    keep.append(tr)
+                continue
+            if force or gone >= (cfg.exit_delay if tr.last_border else cfg.revive_window):
+                out.append(self._detection(tr, "left", tr.last_t))
+            else:
+                keep.append(tr)
+        self._lost = keep
+        return out
+
+    def _detection(self, tr: _Track, event: str, t: float) -> Detection:
+        return Detection(t=t, event=event, track_id=tr.id, bbox=tr.full_box,
+                         confidence=round(float(min(1.0, tr.person)), 3), description=tr.description,
+                         crop=tr.crop, mask=tr.mask)
+
+    # ---------------------------------------------------------------- detectors
+    def _hog_person(self, rgb: np.ndarray, b: np.ndarray) -> bool:
+        if self._hog is None:
+            self._hog = cv2.HOGDescriptor()
+            self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        s = self._scale
+        x, y, w, h = b * s
+        pad_x, pad_y = 0.35 * w + 8, 0.15 * h + 8
+        x0, y0 = int(max(0, x - pad_x)), int(max(0, y - pad_y))
+        x1 = int(min(rgb.shape[1], x + w + pad_x))
+        y1 = int(min(rgb.shape[0], y + h + pad_y))
+        roi = rgb[y0:y1, x0:x1]
+        if roi.shape[0] < 16 or roi.shape[1] < 8:
+            return False
+        f = 160.0 / roi.shape[0]  # people ~ 96-128 px tall in a 160 px window
+        roi = cv2.resize(roi, (max(72, int(roi.shape[1] * f)), 160))
+        rects, weights = self._hog.detectMultiScale(cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY),
+                                                    winStride=(8, 8), padding=(8, 8), scale=1.1)
+        return len(rects) > 0 and float(np.max(weights)) > 0.3
+
+    def _count_faces(self, rgb: np.ndarray) -> int:
+        if self._faces is None:
+            self._faces = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if gray.shape[1] > 640:
+            f = 640 / gray.shape[1]
+            gray = cv2.resize(gray, (640, int(gray.shape[0] * f)))
+        found = self._faces.detectMultiScale(gray, scaleFactor=1.15, minNeighbors=6, minSize=(20, 20))
+        return len(found)
+
+
+def _slices(box: np.ndarray, shape: tuple[int, int]) -> tuple[slice, slice]:
+    x, y, w, h = _int_box(box, shape)
+    return slice(y, y + h), slice(x, x + w)
+
+
+def _int_box(box: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    H, W = shape[:2]
+    x0, y0 = int(max(0, np.floor(box[0]))), int(max(0, np.floor(box[1])))
+    x1 = int(min(W, np.ceil(box[0] + box[2])))
+    y1 = int(min(H, np.ceil(box[1] + box[3])))
+    return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
+
+
+def _at_border(box: np.ndarray, W: int, H: int, frac: float) -> bool:
+    m = frac * W
+    x, y, w, h = box
+    return x <= m or x + w >= W - m or y + h >= H - frac * H

@@ -1,0 +1,703 @@
+"""Δ-Mem: a streaming memory of one video whose bytes are fixed when it is created.
+
+Four tiers, all allocated once from a :class:`~streamvid.memory.layout.MemoryLayout`:
+
+- **slots** ``slot_k [M, D]``: compressed visual tokens, each with the tokens merged into it
+  (``slot_count``), an ``importance``, the first/last time it was written and an exemplar thumbnail;
+- **timeline** ``seg_emb [S, D]``: runs of similar frames with ``[start, end]``, kept in time order
+  in rows ``0 .. segments_used-1``; per-frame channels and folded event counts per segment;
+- **pinned events** ``ev_emb [E, D]``: entries, exits and alerts at full fidelity; when full, one
+  folds into the counts of the segment holding its time (never silently lost);
+- **thumbnails** ``thumb_data [P, thumb_bytes]``: a pool of JPEG bytes referenced by the others.
+
+The per-frame hot operations (nearest slot, grouped gated merge) go through
+:mod:`streamvid.kernels.dispatch` with ``B = 1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from streamvid.kernels import dispatch
+from streamvid.memory.layout import CHANNELS, EVENT_KINDS, SCALARS, MemoryLayout
+from streamvid.types import Encoded
+
+log = logging.getLogger(__name__)
+
+_S = {name: i for i, name in enumerate(SCALARS)}  # name -> index into ``scalars``
+_FOLDED = _S[f"folded_{EVENT_KINDS[0]}"]  # folded counts per kind start here
+_OTHER = EVENT_KINDS.index("other")
+_BRIGHTNESS = CHANNELS.index("brightness")
+
+# Retention score of a slot (the lowest is evicted when a novel token needs room):
+#   importance + RECENCY_WEIGHT * exp(-(now - t_last) / recency_tau) + COUNT_WEIGHT * log1p(count)
+RECENCY_WEIGHT = 1.0
+COUNT_WEIGHT = 0.1
+EVENT_SLOTS = 3  # slots nearest to a pinned event whose importance rises ("taking part in an event")
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    """One used slot, as plain data."""
+
+    index: int
+    t_first: float
+    t_last: float
+    count: int
+    importance: float
+    thumb: int  # pool id of its exemplar frame, -1: none
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One timeline segment, as plain data. ``index`` is its row (segments are in time order)."""
+
+    index: int
+    start: float
+    end: float
+    count: int  # frames merged into it
+    channels: dict[str, float]  # max of each channel, mean of brightness
+    folded: dict[str, int]  # "entered"/"left" events folded into it
+    thumb: int
+
+
+@dataclass(frozen=True)
+class PinnedEvent:
+    """One pinned event, as plain data. ``index`` is its row in the event tier."""
+
+    index: int
+    t: float
+    t_end: float
+    kind: str
+    description: str
+    score: float
+    importance: float
+    thumb: int
+    track_id: int
+    bbox: tuple[int, int, int, int]
+    emb: torch.Tensor  # [D] float32
+
+
+@dataclass(frozen=True)
+class Hits:
+    """The best rows of one tier for each query, best first.
+
+    ``index`` ``[Q, k]`` int64 (row in the tier), ``score`` ``[Q, k]`` float32 (the ranking score),
+    ``cos`` ``[Q, k]`` float32 (cosine of query and row). ``k = min(top_k, rows used)``; a single
+    ``[D]`` query gives ``[k]`` tensors.
+    """
+
+    index: torch.Tensor
+    score: torch.Tensor
+    cos: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What :meth:`DeltaMem.read` returns.
+
+    ``slots.score`` is the attention weight (softmax over used slots of ``q·k/τ + log(count)``);
+    ``segments.score`` and ``events.score`` are cosines. Indices are rows of the memory at read
+    time: read :meth:`DeltaMem.segments` / :meth:`DeltaMem.events` / :meth:`DeltaMem.slots` before
+    the next ``update``/``pin``.
+    """
+
+    slots: Hits
+    segments: Hits
+    events: Hits
+
+
+class DeltaMem:
+    """Constant-size memory of one stream. See the module docstring for the tiers.
+
+    Args:
+        layout: sizes of every buffer (``MemoryLayout.from_budget``).
+        device: where the buffers live.
+        novelty_threshold: a token with ``1 - cos(token, nearest slot) >`` this claims a slot;
+            below it merges. A token within it of a slot claimed in the same frame joins that slot.
+        gate_floor: the smallest merge gate ``g`` (lets old slots follow slow drift).
+        seg_threshold: a frame whose global vector has cosine ``>=`` this with the last segment
+            extends it (unless it is a boundary).
+        seg_length_penalty: λ in the merge score of adjacent segments,
+            ``cos(a, b) - λ (len_a + len_b) / (last_t - first_t)``.
+        importance_decay: slot importance is multiplied by this every frame.
+        max_claims: most slots claimed per frame (default ``max(2, M // 8)``).
+        temperature: τ of the slot attention in :meth:`read`.
+        recency_tau: seconds; time scale of the recency term of the retention score.
+    """
+
+    def __init__(
+        self,
+        layout: MemoryLayout,
+        *,
+        device: str | torch.device = "cpu",
+        novelty_threshold: float = 0.2,
+        gate_floor: float = 0.02,
+        seg_threshold: float = 0.9,
+        seg_length_penalty: float = 0.5,
+        importance_decay: float = 0.999,
+        max_claims: int | None = None,
+        temperature: float = 0.05,
+        recency_tau: float = 30.0,
+    ) -> None:
+        self.layout = layout
+        self.device = torch.device(device)
+        self.novelty_threshold = novelty_threshold
+        self.gate_floor = gate_floor
+        self.seg_threshold = seg_threshold
+        self.seg_length_penalty = seg_length_penalty
+        self.importance_decay = importance_decay
+        self.max_claims = max(2, layout.slots // 8) if max_claims is None else max_claims
+        self.temperature = temperature
+        self.recency_tau = recency_tau
+
+        self._buffers: dict[str, torch.Tensor] = {}
+        for name, (shape, dtype) in layout.buffers().items():
+            self._buffers[name] = torch.zeros(shape, dtype=dtype, device=self.device)
+            setattr(self, name, self._buffers[name])
+        for name in ("slot_thumb", "seg_thumb", "ev_thumb"):
+            self._buffers[name].fill_(-1)
+        self._seg_names = [name for name in self._buffers if name.startswith("seg_")]
+        self._max_channels = torch.tensor([c != "brightness" for c in CHANNELS], device=self.device)
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def config(self) -> dict:
+        """The keyword arguments that rebuild this memory's behaviour (stored in snapshots)."""
+        return {
+            "novelty_threshold": self.novelty_threshold,
+            "gate_floor": self.gate_floor,
+            "seg_threshold": self.seg_threshold,
+            "seg_length_penalty": self.seg_length_penalty,
+            "importance_decay": self.importance_decay,
+            "max_claims": self.max_claims,
+            "temperature": self.temperature,
+            "recency_tau": self.recency_tau,
+        }
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """Every buffer by name (the same tensors the memory works on, not copies)."""
+        return dict(self._buffers)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all buffers; always ``layout.nbytes``."""
+        return sum(t.numel() * t.element_size() for t in self._buffers.values())
+
+    def _scalar(self, name: str) -> float:
+        return float(self.scalars[_S[name]])
+
+    def _n_segments(self) -> int:
+        return int(self.seg_used.sum())
+
+    def _clamp_time(self, t: float) -> float:
+        """``t`` moved inside ``[first_t, last_t]`` once a frame has been seen."""
+        if self._scalar("frames_seen") == 0:
+            return t
+        return min(max(t, self._scalar("first_t")), self._scalar("last_t"))
+
+    # -- the per-frame update -----------------------------------------------------------------
+
+    def update(
+        self,
+        t: float,
+        enc: Encoded,
+        channels: Sequence[float] | torch.Tensor,
+        thumb: Callable[[], bytes] | None = None,
+        boundary: bool = False,
+    ) -> None:
+        """Write one frame: its tokens into the slots, its global vector into the timeline.
+
+        Args:
+            t: time of the frame in seconds; a time earlier than the last one is taken as the last.
+            enc: ``tokens [N, D]`` and ``global_ [D]``, L2-normalised float32.
+            channels: ``[C]`` per-frame signals in :data:`CHANNELS` order.
+            thumb: returns the frame's JPEG bytes; called only when a new segment opens.
+            boundary: a scene cut or camera move: always open a new segment.
+        """
+        D = self.layout.dim
+        x = enc.tokens.to(self.device, torch.float32)
+        g = enc.global_.to(self.device, torch.float32)
+        ch = torch.as_tensor(channels, dtype=torch.float32).to(self.device)
+        if x.ndim != 2 or x.shape[1] != D or g.shape != (D,):
+            raise ValueError(
+                f"expected tokens [N, {D}] and global [{D}], got {list(x.shape)} and {list(g.shape)}"
+            )
+        if ch.shape != (len(CHANNELS),):
+            raise ValueError(f"expected {len(CHANNELS)} channels {CHANNELS}, got shape {list(ch.shape)}")
+
+        s = self.scalars
+        if s[_S["frames_seen"]] == 0:
+            s[_S["first_t"]] = t
+        elif t < s[_S["last_t"]]:
+            log.warning(
+                "frame time %.3f is before the last one (%.3f); using the last", t, float(s[_S["last_t"]])
+            )
+            t = float(s[_S["last_t"]])
+        s[_S["last_t"]] = t
+        s[_S["frames_seen"]] += 1
+        s[_S["tokens_seen"]] += x.shape[0]
+
+        self.slot_importance.mul_(self.importance_decay)
+        seg_thumb = self._extend_timeline(t, g, ch, thumb, boundary)
+        self._write_tokens(t, x, seg_thumb)
+
+    def _write_tokens(self, t: float, x: torch.Tensor, seg_thumb: int) -> None:
+        """Delta-encode ``x [N, D]`` against the slots, claim slots for novel tokens, merge the rest."""
+        best_idx, best_sim, _ = dispatch.delta_assign(x[None], self.slot_k[None], self.slot_used[None])
+        best_idx, best_sim = best_idx[0], best_sim[0]
+        novelty = (1.0 - best_sim).clamp(0.0, 2.0)  # 2 (the most) when no slot is used yet
+        novel = (novelty > self.novelty_threshold).cpu().numpy()
+        target = best_idx  # slot each token merges into
+        if novel.any():
+            target = self._claim(t, x, best_idx, best_sim, novelty, novel, seg_thumb)
+        n = dispatch.delta_merge(
+            x[None],
+            target[None],
+            self.slot_k[None],
+            self.slot_count[None],
+            self.slot_importance[None],
+            novelty[None],
+            self.gate_floor,
+        )[0]
+        self.slot_t_last[n > 0] = t
+
+    def _claim(
+        self,
+        t: float,
+        x: torch.Tensor,
+        best_idx: torch.Tensor,
+        best_sim: torch.Tensor,
+        novelty: torch.Tensor,
+        novel: np.ndarray,
+        seg_thumb: int,
+    ) -> torch.Tensor:
+        """Give the ``novel [N]`` tokens slots; returns the slot ``[N]`` every token merges into.
+
+        Novel tokens, most novel first, either join a slot claimed earlier in this frame (cosine
+        with its first token ``>= 1 - novelty_threshold``) or claim one: a free slot, else the slot
+        of lowest retention score that no non-novel token of this frame merges into, which is first
+        folded into its nearest surviving slot. Past ``max_claims`` (or when nothing can be
+        evicted) a novel token merges into the nearest of its old best slot (or where that slot
+        was folded) and this frame's claimed slots. Claimed slots start empty, so the merge that
+        follows sets them to the mean of their tokens. Per-token bookkeeping runs in numpy.
+        """
+        target, sim_best, nov = (v.cpu().numpy() for v in (best_idx, best_sim, novelty))
+        order = np.flatnonzero(novel)
+        order = order[np.argsort(-nov[order], kind="stable")]
+        xo = x[torch.from_numpy(order).to(self.device)]
+        sim = (xo @ xo.T).cpu().numpy()  # [n, n]
+
+        used = self.slot_used.cpu().numpy()
+        free = np.flatnonzero(~used)
+        eligible = used.copy()
+        eligible[target[~novel]] = False  # slots written by this frame's non-novel tokens stay
+        evictable = min(int(eligible.sum()), max(int(used.sum()) - 1, 0))  # keep one slot to fold into
+        cap = min(self.max_claims, len(free) + evictable)
+        leaders, group = _leader_groups(sim, 1.0 - self.novelty_threshold, cap)
+
+        slots = free[: len(leaders)]
+        victim_thumbs: list[int] = []
+        if len(leaders) > len(free):
+            victims, dests = self._evict(
+                t, len(leaders) - len(free), torch.from_numpy(eligible).to(self.device)
+            )
+            victim_thumbs = self.slot_thumb[victims].tolist()
+            victims, dests = victims.cpu().numpy(), dests.cpu().numpy()
+            slots = np.concatenate([slots, victims])
+            # a token whose best slot was evicted now goes where that slot's content went
+            moved = dict(zip(victims.tolist(), dests.tolist(), strict=True))
+            target[order] = [moved.get(j, j) for j in target[order].tolist()]
+
+        joined = group >= 0
+        target[order[joined]] = slots[group[joined]]
+        rest = np.flatnonzero(~joined)
+        if len(rest) and leaders:  # overflow: nearest of the old best slot and this frame's claims
+            lead_sim = sim[np.ix_(rest, leaders)]
+            j = lead_sim.argmax(axis=1)
+            closer = lead_sim[np.arange(len(rest)), j] > sim_best[order[rest]]
+            target[order[rest[closer]]] = slots[j[closer]]
+
+        claimed = torch.from_numpy(slots).to(self.device)
+        self.slot_k[claimed] = 0.0
+        self.slot_count[claimed] = 0
+        self.slot_importance[claimed] = 0.0
+        self.slot_t_first[claimed] = t
+        self.slot_thumb[claimed] = seg_thumb
+        self.slot_used[claimed] = True
+        self._release_thumbs(victim_thumbs)
+        return torch.from_numpy(target).to(self.device)
+
+    def _retention(self, now: float) -> torch.Tensor:
+        """``[M]`` retention score of every slot (see ``RECENCY_WEIGHT`` / ``COUNT_WEIGHT``)."""
+        recency = torch.exp((self.slot_t_last - now) / self.recency_tau).float()
+        return (
+            self.slot_importance
+            + RECENCY_WEIGHT * recency
+            + COUNT_WEIGHT * torch.log1p(self.slot_count.float())
+        )
+
+    def _evict(self, now: float, n: int, eligible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fold the ``n`` eligible slots of lowest retention into their nearest surviving slots.
+
+        The fold is count-weighted: ``k_d <- normalise(c_d k_d + Σ c_v k_v)``; counts add up, the
+        importance is the max (summing would make a frequent fold target unevictable), times widen. Returns ``(victims [n], dests [n])``; the victims are left to reuse.
+        """
+        score = self._retention(now).masked_fill(~eligible, math.inf)
+        victims = score.topk(n, largest=False).indices
+        survivors = self.slot_used.clone()
+        survivors[victims] = False
+        dests = dispatch.delta_assign(self.slot_k[victims][None], self.slot_k[None], survivors[None])[0][0]
+
+        ud, pos = torch.unique(dests, return_inverse=True)
+        acc = self.slot_k[ud] * self.slot_count[ud, None]
+        acc.index_add_(0, pos, self.slot_k[victims] * self.slot_count[victims, None])
+        self.slot_count.index_add_(0, dests, self.slot_count[victims])
+        self.slot_k[ud] = acc / acc.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        self.slot_importance.scatter_reduce_(0, dests, self.slot_importance[victims], "amax")
+        self.slot_t_first.scatter_reduce_(0, dests, self.slot_t_first[victims], "amin")
+        self.slot_t_last.scatter_reduce_(0, dests, self.slot_t_last[victims], "amax")
+        log.debug("evicted %d slots", n)
+        return victims, dests
+
+    # -- timeline -----------------------------------------------------------------------------
+
+    def _extend_timeline(
+        self, t: float, g: torch.Tensor, ch: torch.Tensor, thumb: Callable[[], bytes] | None, boundary: bool
+    ) -> int:
+        """Extend the last segment with this frame or open a new one; returns its thumbnail id."""
+        n = self._n_segments()
+        last = n - 1
+        if n and not boundary and float(g @ self.seg_emb[last]) >= self.seg_threshold:
+            c = int(self.seg_count[last])
+            emb = self.seg_emb[last] + (g - self.seg_emb[last]) / (c + 1)
+            self.seg_emb[last] = emb / emb.norm().clamp_min(1e-12)
+            row = self.seg_channels[last]
+            row.copy_(torch.where(self._max_channels, torch.maximum(row, ch), row + (ch - row) / (c + 1)))
+            self.seg_end[last] = t
+            self.seg_count[last] += 1
+            return int(self.seg_thumb[last])
+
+        if n == self.layout.segments:
+            self._merge_segments()
+            n -= 1
+        self.seg_emb[n] = g
+        self.seg_start[n] = t
+        self.seg_end[n] = t
+        self.seg_count[n] = 1
+        self.seg_channels[n] = ch
+        self.seg_folded[n] = 0
+        self.seg_used[n] = True
+        tid = self.put_thumb(thumb()) if thumb is not None else -1
+        self.seg_thumb[n] = tid
+        return tid
+
+    def _merge_segments(self) -> None:
+        """Merge the adjacent pair with the highest ``cos(a, b) - λ (len_a + len_b) / span`` (full timeline)."""
+        e = self.seg_emb
+        span = max(self._scalar("last_t") - self._scalar("first_t"), 1e-9)
+        length = ((self.seg_end - self.seg_start) / span).float()
+        score = (e[:-1] * e[1:]).sum(-1) - self.seg_length_penalty * (length[:-1] + length[1:])
+        i = int(score.argmax())
+        j = i + 1
+        ca, cb = int(self.seg_count[i]), int(self.seg_count[j])
+        emb = ca * e[i] + cb * e[j]
+        e[i] = emb / emb.norm().clamp_min(1e-12)
+        a, b = self.seg_channels[i], self.seg_channels[j]
+        a.copy_(torch.where(self._max_channels, torch.maximum(a, b), (ca * a + cb * b) / (ca + cb)))
+        self.seg_end[i] = self.seg_end[j]
+        self.seg_count[i] = ca + cb
+        self.seg_folded[i] += self.seg_folded[j]
+        ta, tb = int(self.seg_thumb[i]), int(self.seg_thumb[j])
+        keep, drop = (tb, ta) if (cb > ca and tb >= 0) or ta < 0 else (ta, tb)
+        self.seg_thumb[i] = keep
+
+        n = self.layout.segments
+        for name in self._seg_names:  # close the gap: rows j+1.. move up one
+            buf = self._buffers[name]
+            buf[j : n - 1] = buf[j + 1 : n].clone()
+        self.seg_used[n - 1] = False
+        self.seg_thumb[n - 1] = -1
+        self._release_thumbs([drop])
+
+    # -- pinned events ------------------------------------------------------------------------
+
+    def pin(
+        self,
+        t: float,
+        kind: str,
+        emb: torch.Tensor,
+        description: str,
+        thumb: bytes | None,
+        score: float,
+        importance: float = 1.0,
+        t_end: float | None = None,
+        track_id: int = -1,
+        bbox: Sequence[int] = (0, 0, 0, 0),
+    ) -> int:
+        """Pin an event at full fidelity; returns its row.
+
+        ``kind`` is one of :data:`EVENT_KINDS` (anything else is stored as ``"other"``); ``emb``
+        ``[D]``; ``description`` is kept up to ``desc_bytes`` UTF-8 bytes (cut at a character
+        boundary); ``thumb`` JPEG bytes (``None``: no thumbnail). Times are clamped into the seen
+        range. When the tier is full, the lowest-importance (then oldest) event folds into the
+        counts first. The :data:`EVENT_SLOTS` slots nearest to ``emb`` gain ``importance``.
+        """
+        D = self.layout.dim
+        e = emb.to(self.device, torch.float32).reshape(-1)
+        if e.shape != (D,):
+            raise ValueError(f"expected an event embedding [{D}], got {list(emb.shape)}")
+        e = e / e.norm().clamp_min(1e-12)
+        code = EVENT_KINDS.index(kind) if kind in EVENT_KINDS else _OTHER
+        t = self._clamp_time(t)
+        t_end = max(t, self._clamp_time(t if t_end is None else t_end))
+
+        free = (~self.ev_used).nonzero()
+        i = int(free[0]) if len(free) else self._fold_event()
+        desc = description.encode("utf-8")[: self.layout.desc_bytes].decode("utf-8", "ignore").encode("utf-8")
+        self.ev_t[i] = t
+        self.ev_t_end[i] = t_end
+        self.ev_kind[i] = code
+        self.ev_emb[i] = e
+        self.ev_desc[i] = 0
+        if desc:
+            self.ev_desc[i, : len(desc)] = torch.frombuffer(bytearray(desc), dtype=torch.uint8)
+        self.ev_desc_len[i] = len(desc)
+        self.ev_importance[i] = importance
+        self.ev_track_id[i] = track_id
+        self.ev_bbox[i] = torch.tensor([int(v) for v in bbox], dtype=torch.int32)
+        self.ev_score[i] = score
+        self.ev_thumb[i] = -1
+        self.ev_used[i] = True
+        if thumb:
+            self.ev_thumb[i] = self.put_thumb(thumb)
+
+        used = self.slot_used.nonzero().squeeze(1)
+        if len(used):
+            near = (self.slot_k[used] @ e).topk(min(EVENT_SLOTS, len(used))).indices
+            self.slot_importance[used[near]] += importance
+        return i
+
+    def _fold_event(self) -> int:
+        """Fold the lowest-importance (then oldest) event into the counts; returns its free row."""
+        used = self.ev_used.nonzero().squeeze(1)
+        imp = self.ev_importance[used].cpu().numpy()
+        when = self.ev_t[used].cpu().numpy()
+        i = int(used[np.lexsort((when, imp))[0]])
+        code = int(self.ev_kind[i])
+        self.scalars[_FOLDED + code] += 1
+        n = self._n_segments()
+        if code < 2 and n:  # entered / left: count it in the segment holding its time
+            seg = torch.searchsorted(self.seg_start[:n], self.ev_t[i : i + 1], right=True)
+            self.seg_folded[int(seg.clamp(1, n)) - 1, code] += 1
+        log.debug("event tier full: folded %s event at %.3f", EVENT_KINDS[code], float(self.ev_t[i]))
+        old = int(self.ev_thumb[i])
+        self.ev_used[i] = False
+        self.ev_thumb[i] = -1
+        self._release_thumbs([old])
+        return i
+
+    # -- thumbnail pool -----------------------------------------------------------------------
+
+    def put_thumb(self, data: bytes) -> int:
+        """Store JPEG bytes in the pool; returns its id, or -1 when it is empty, longer than
+        ``thumb_bytes`` (re-encode it smaller) or every entry holds a pinned event's thumbnail.
+
+        When the pool is full an entry no pinned event uses is evicted: first those no slot uses
+        (held only by segments, the oldest being old merged ones), oldest first; references to it
+        become -1.
+        """
+        if not data or len(data) > self.layout.thumb_bytes:
+            log.debug(
+                "thumbnail of %d bytes rejected (pool entries hold 1..%d)", len(data), self.layout.thumb_bytes
+            )
+            return -1
+        free = (self.thumb_len == 0).nonzero()
+        i = int(free[0]) if len(free) else self._evict_thumb()
+        if i < 0:
+            log.debug("thumbnail pool holds only pinned events' thumbnails; not stored")
+            return -1
+        self.thumb_data[i] = 0
+        self.thumb_data[i, : len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        self.thumb_len[i] = len(data)
+        self.scalars[_S["thumb_clock"]] += 1
+        self.thumb_stamp[i] = self.scalars[_S["thumb_clock"]]
+        return i
+
+    def thumbnail(self, tid: int) -> bytes | None:
+        """The JPEG bytes of pool entry ``tid``, or ``None`` when there is none."""
+        if not 0 <= tid < self.layout.thumbs or int(self.thumb_len[tid]) == 0:
+            return None
+        return bytes(self.thumb_data[tid, : int(self.thumb_len[tid])].cpu().numpy())
+
+    def _referenced(self, *by: torch.Tensor) -> torch.Tensor:
+        """``[P]`` bool: the pool entries that appear in any of the reference buffers ``by``.
+
+        Rows not in use always hold -1, so the used masks need not be consulted.
+        """
+        out = torch.zeros(self.layout.thumbs + 1, dtype=torch.bool, device=self.device)
+        for ids in by:
+            out[ids.long() + 1] = True  # -1 (none) lands in entry 0, dropped
+        return out[1:]
+
+    def _evict_thumb(self) -> int:
+        by_slot = self._referenced(self.slot_thumb)
+        key = self.thumb_stamp + by_slot.double() * (self._scalar("thumb_clock") + 1)
+        key = key.masked_fill(self._referenced(self.ev_thumb), math.inf)
+        i = int(key.argmin())
+        if key[i] == math.inf:
+            return -1
+        self.slot_thumb[self.slot_thumb == i] = -1
+        self.seg_thumb[self.seg_thumb == i] = -1
+        self.thumb_len[i] = 0
+        return i
+
+    def _release_thumbs(self, ids: Sequence[int]) -> None:
+        """Free the pool entries among ``ids`` that nothing references any more."""
+        ids = [i for i in ids if i >= 0]
+        if not ids:
+            return
+        held = self._referenced(self.slot_thumb, self.seg_thumb, self.ev_thumb)
+        for i in ids:
+            if not held[i]:
+                self.thumb_len[i] = 0
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read(self, query: torch.Tensor, top_k: int = 5) -> ReadResult:
+        """Attend with ``query`` (``[D]`` or ``[Q, D]``, L2-normalised) over the three tiers.
+
+        Slots: softmax over used slots of ``q·k / temperature + log(count)``, top ``top_k`` by
+        weight. Segments and events: top ``top_k`` by cosine. See :class:`ReadResult`.
+        """
+        q = query.to(self.device, torch.float32)
+        single = q.ndim == 1
+        q = q.reshape(-1, self.layout.dim)
+        slots = self.slot_used.nonzero().squeeze(1)
+        segs = torch.arange(self._n_segments(), device=self.device)
+        events = self.ev_used.nonzero().squeeze(1)
+        cos = q @ self.slot_k[slots].T
+        attn = torch.softmax(cos / self.temperature + torch.log(self.slot_count[slots].float()), dim=-1)
+        hits = [_top(attn, cos, slots, top_k)]
+        for emb, rows in ((self.seg_emb, segs), (self.ev_emb, events)):
+            cos = q @ emb[rows].T
+            hits.append(_top(cos, cos, rows, top_k))
+        if single:
+            hits = [Hits(h.index[0], h.score[0], h.cos[0]) for h in hits]
+        return ReadResult(*hits)
+
+    def mark_retrieved(self, slot_idx: int | Sequence[int] | torch.Tensor, boost: float = 1.0) -> None:
+        """Raise the importance of slots a query retrieved."""
+        idx = torch.as_tensor(slot_idx, dtype=torch.int64).to(self.device).reshape(-1)
+        self.slot_importance.index_add_(0, idx, torch.full(idx.shape, boost, device=self.device))
+
+    # -- plain-data accessors -----------------------------------------------------------------
+
+    def slots(self) -> list[SlotInfo]:
+        rows = self.slot_used.nonzero().squeeze(1).tolist()
+        t0, t1 = self.slot_t_first.tolist(), self.slot_t_last.tolist()
+        count, imp, thumb = self.slot_count.tolist(), self.slot_importance.tolist(), self.slot_thumb.tolist()
+        return [SlotInfo(i, t0[i], t1[i], count[i], imp[i], thumb[i]) for i in rows]
+
+    def segments(self) -> list[Segment]:
+        n = self._n_segments()
+        start, end = self.seg_start[:n].tolist(), self.seg_end[:n].tolist()
+        count, ch = self.seg_count[:n].tolist(), self.seg_channels[:n].tolist()
+        folded, thumb = self.seg_folded[:n].tolist(), self.seg_thumb[:n].tolist()
+        return [
+            Segment(
+                index=i,
+                start=start[i],
+                end=end[i],
+                count=count[i],
+                channels=dict(zip(CHANNELS, ch[i], strict=True)),
+                folded=dict(zip(EVENT_KINDS[:2], folded[i], strict=True)),
+                thumb=thumb[i],
+            )
+            for i in range(n)
+        ]
+
+    def events(self, kind: str | None = None) -> list[PinnedEvent]:
+        """Pinned events in time order, optionally only those of ``kind``."""
+        out = []
+        for i in self.ev_used.nonzero().squeeze(1).tolist():
+            k = EVENT_KINDS[int(self.ev_kind[i])]
+            if kind is not None and k != kind:
+                continue
+            desc = bytes(self.ev_desc[i, : int(self.ev_desc_len[i])].cpu().numpy()).decode("utf-8")
+            out.append(
+                PinnedEvent(
+                    index=i,
+                    t=float(self.ev_t[i]),
+                    t_end=float(self.ev_t_end[i]),
+                    kind=k,
+                    description=desc,
+                    score=float(self.ev_score[i]),
+                    importance=float(self.ev_importance[i]),
+                    thumb=int(self.ev_thumb[i]),
+                    track_id=int(self.ev_track_id[i]),
+                    bbox=tuple(self.ev_bbox[i].tolist()),
+                    emb=self.ev_emb[i].clone(),
+                )
+            )
+        return sorted(out, key=lambda ev: (ev.t, ev.index))
+
+    def folded_counts(self) -> dict[str, int]:
+        """Events folded out of the pinned tier so far, per kind."""
+        return {kind: int(self.scalars[_FOLDED + c]) for c, kind in enumerate(EVENT_KINDS)}
+
+    def stats(self) -> dict:
+        L = self.layout
+        return {
+            "bytes": self.nbytes,
+            "budget_bytes": L.budget_bytes,
+            "dim": L.dim,
+            "slots": L.slots,
+            "slots_used": int(self.slot_used.sum()),
+            "segments": L.segments,
+            "segments_used": self._n_segments(),
+            "events": L.events,
+            "events_used": int(self.ev_used.sum()),
+            "thumbnails": L.thumbs,
+            "thumbnails_used": int((self.thumb_len > 0).sum()),
+            "thumb_bytes": L.thumb_bytes,
+            "frames_seen": int(self._scalar("frames_seen")),
+            "tokens_seen": int(self._scalar("tokens_seen")),
+            "first_t": self._scalar("first_t"),
+            "last_t": self._scalar("last_t"),
+            "folded": self.folded_counts(),
+        }
+
+
+def _leader_groups(sim: np.ndarray, min_sim: float, cap: int) -> tuple[list[int], np.ndarray]:
+    """Greedy leader clustering of tokens already sorted most novel first.
+
+    ``sim [n, n]`` cosines. Token ``i`` joins the most similar leader when that cosine is
+    ``>= min_sim``, else becomes a leader while fewer than ``cap`` exist, else stays alone.
+    Returns the leaders (positions) and ``group [n]``: index into leaders, -1 for alone.
+    """
+    group = np.full(len(sim), -1, dtype=np.int64)
+    leaders: list[int] = []
+    for i in range(len(sim)):
+        if leaders:
+            s = sim[i, leaders]
+            j = int(s.argmax())
+            if s[j] >= min_sim:
+                group[i] = j
+                continue
+        if len(leaders) < cap:
+            group[i] = len(leaders)
+            leaders.append(i)
+    return leaders, group
+
+
+def _top(score: torch.Tensor, cos: torch.Tensor, rows: torch.Tensor, top_k: int) -> Hits:
+    """The ``top_k`` best of ``rows [R]`` by ``score [Q, R]``, with their ``cos [Q, R]``."""
+    top, pos = score.topk(min(top_k, len(rows)), dim=-1)
+    return Hits(index=rows[pos], score=top, cos=cos.gather(-1, pos))

@@ -1,0 +1,182 @@
+"""The fixed shape of a Δ-Mem memory: how many slots, segments, events and thumbnails a byte budget buys.
+
+Every buffer the memory holds is listed in :meth:`MemoryLayout.buffers`; ``nbytes`` is their exact
+sum, and :class:`~streamvid.memory.deltamem.DeltaMem` allocates exactly these, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+CHANNELS = ("motion", "person", "face", "brightness", "scene_change")
+"""Per-frame scalar signals from the event detector. A segment keeps the max of each, except
+``brightness`` (the mean)."""
+
+EVENT_KINDS = ("entered", "left", "alert", "other")
+"""Event kind codes are indices into this tuple; any other kind string is stored as ``other``."""
+
+SCALARS = (
+    "frames_seen",
+    "tokens_seen",
+    "first_t",
+    "last_t",
+    "thumb_clock",  # puts into the thumbnail pool so far: the pool's notion of age
+    *(f"folded_{kind}" for kind in EVENT_KINDS),  # events folded out of the pinned tier, per kind
+)
+"""Names of the entries of the memory's ``scalars [len(SCALARS)]`` float64 buffer."""
+
+MIN_SLOTS, MIN_SEGMENTS, MIN_EVENTS, MIN_THUMBS = 16, 8, 8, 8
+MIN_THUMB_BYTES = 1024
+THUMB_SHARE, EVENT_SHARE, TIMELINE_SHARE = 0.30, 0.08, 0.17  # slots take the rest (~45 %)
+
+
+@dataclass(frozen=True)
+class MemoryLayout:
+    """Sizes of every tier of one memory.
+
+    ``dim`` is D, ``slots`` M, ``segments`` S, ``events`` E, ``thumbs`` P; ``thumb_bytes`` is the
+    largest JPEG one pool entry holds, ``desc_bytes`` the UTF-8 bytes kept of an event description.
+    ``budget_bytes`` is the budget it was sized for (0 when built by hand: then it is ``nbytes``).
+    """
+
+    dim: int
+    slots: int
+    segments: int
+    events: int
+    thumbs: int
+    thumb_bytes: int = 8192
+    desc_bytes: int = 96
+    budget_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        sizes = (
+            self.dim,
+            self.slots,
+            self.segments,
+            self.events,
+            self.thumbs,
+            self.thumb_bytes,
+            self.desc_bytes,
+        )
+        if min(sizes) < 1:
+            raise ValueError(f"invalid memory layout {self}: every size must be >= 1")
+        if self.budget_bytes == 0:
+            object.__setattr__(self, "budget_bytes", self.nbytes)
+        elif self.budget_bytes < self.nbytes:
+            raise ValueError(f"layout needs {self.nbytes} bytes, more than its budget of {self.budget_bytes}")
+
+    @property
+    def channels(self) -> int:
+        """C, the number of per-frame channels (``len(CHANNELS)``)."""
+        return len(CHANNELS)
+
+    def buffers(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """Name → (shape, dtype) of every buffer. The name's prefix is its tier."""
+        M, S, E, P, D, C = self.slots, self.segments, self.events, self.thumbs, self.dim, self.channels
+        f32, f64, i64, i32 = torch.float32, torch.float64, torch.int64, torch.int32
+        return {
+            "slot_k": ((M, D), f32),
+            "slot_count": ((M,), i64),
+            "slot_importance": ((M,), f32),
+            "slot_t_first": ((M,), f64),
+            "slot_t_last": ((M,), f64),
+            "slot_thumb": ((M,), i32),
+            "slot_used": ((M,), torch.bool),
+            "seg_emb": ((S, D), f32),
+            "seg_start": ((S,), f64),
+            "seg_end": ((S,), f64),
+            "seg_count": ((S,), i64),
+            "seg_channels": ((S, C), f32),
+            "seg_folded": ((S, 2), i64),  # entered, left events folded into this segment
+            "seg_thumb": ((S,), i32),
+            "seg_used": ((S,), torch.bool),
+            "ev_t": ((E,), f64),
+            "ev_t_end": ((E,), f64),
+            "ev_kind": ((E,), torch.int8),
+            "ev_emb": ((E, D), f32),
+            "ev_desc": ((E, self.desc_bytes), torch.uint8),
+            "ev_desc_len": ((E,), i32),
+            "ev_thumb": ((E,), i32),
+            "ev_importance": ((E,), f32),
+            "ev_track_id": ((E,), i64),
+            "ev_bbox": ((E, 4), i32),
+            "ev_score": ((E,), f32),
+            "ev_used": ((E,), torch.bool),
+            "thumb_data": ((P, self.thumb_bytes), torch.uint8),
+            "thumb_len": ((P,), i32),  # 0: free entry
+            "thumb_stamp": ((P,), f64),  # thumb_clock when put: older entries are evicted first
+            "scalars": ((len(SCALARS),), f64),
+        }
+
+    def tier_nbytes(self) -> dict[str, int]:
+        """Bytes per tier: ``slot``, ``seg``, ``ev``, ``thumb`` and ``scalars``."""
+        out: dict[str, int] = {}
+        for name, (shape, dtype) in self.buffers().items():
+            tier = name.split("_")[0]
+            out[tier] = out.get(tier, 0) + _numel(shape) * dtype.itemsize
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Exact bytes of all the memory's buffers."""
+        return sum(self.tier_nbytes().values())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MemoryLayout:
+        return cls(**d)
+
+    @classmethod
+    def from_budget(
+        cls, budget_bytes: int, dim: int, *, thumb_bytes: int = 8192, desc_bytes: int = 96
+    ) -> MemoryLayout:
+        """The layout that fills ``budget_bytes`` for tokens of dimension ``dim``.
+
+        The budget is split ~30 % thumbnails, ~8 % events, ~17 % timeline, each tier at least its
+        minimum (8 thumbnails, 8 events, 8 segments); the slots take what is left (at least 16), so
+        ``budget_bytes - nbytes`` is less than one slot. When the minimums eat the slots' room the
+        other tiers drop to their minimums. For small budgets the thumbnail size shrinks (not below
+        1 KiB) so that 8 of them fit in the thumbnail share. Raises ``ValueError`` when even the
+        minimums do not fit.
+        """
+        per = cls(dim, 1, 1, 1, 1, thumb_bytes=thumb_bytes, desc_bytes=desc_bytes).tier_nbytes()
+        avail = budget_bytes - per["scalars"]
+        overhead = per["thumb"] - thumb_bytes  # per-entry bytes besides the JPEG itself
+        fit = int(avail * THUMB_SHARE) // MIN_THUMBS - overhead
+        thumb_bytes = max(MIN_THUMB_BYTES, min(thumb_bytes, fit // 256 * 256))
+        per["thumb"] = thumb_bytes + overhead
+
+        mins = {"thumb": MIN_THUMBS, "ev": MIN_EVENTS, "seg": MIN_SEGMENTS}
+        shares = {"thumb": THUMB_SHARE, "ev": EVENT_SHARE, "seg": TIMELINE_SHARE}
+        n = {tier: max(mins[tier], int(avail * shares[tier]) // per[tier]) for tier in mins}
+        if avail - sum(n[tier] * per[tier] for tier in n) < MIN_SLOTS * per["slot"]:
+            n = mins  # a small budget: the other tiers at their minimum leave the slots more room
+        slots = (avail - sum(n[tier] * per[tier] for tier in n)) // per["slot"]
+        if slots < MIN_SLOTS:
+            need = per["scalars"] + MIN_SLOTS * per["slot"] + sum(mins[tier] * per[tier] for tier in mins)
+            raise ValueError(
+                f"a memory budget of {budget_bytes} bytes is too small for dim={dim}: {MIN_SLOTS} slots, "
+                f"{MIN_SEGMENTS} segments, {MIN_EVENTS} events and {MIN_THUMBS} thumbnails of "
+                f"{thumb_bytes} bytes need {need} bytes"
+            )
+        return cls(
+            dim=dim,
+            slots=slots,
+            segments=n["seg"],
+            events=n["ev"],
+            thumbs=n["thumb"],
+            thumb_bytes=thumb_bytes,
+            desc_bytes=desc_bytes,
+            budget_bytes=budget_bytes,
+        )
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    out = 1
+    for s in shape:
+        out *= s
+    return out

@@ -1,0 +1,233 @@
+"""Video files decoded with PyAV on a background thread, sampled at a target rate."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from streamvid.errors import InputError
+from streamvid.types import Frame, VideoInfo
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+class SourceError(InputError):
+    """A video that cannot be opened or decoded at all."""
+
+
+def _check_path(path: str) -> None:
+    if not os.path.exists(path):
+        raise SourceError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise SourceError(f"is a directory, not a video file: {path}")
+    if os.path.getsize(path) == 0:
+        raise SourceError(f"file is empty: {path}")
+
+
+def _open(path: str):
+    _check_path(path)
+    try:
+        container = av.open(path, mode="r")
+    except av.FFmpegError as e:
+        raise SourceError(f"not a video file (or unreadable): {path} ({_ffmpeg_reason(e)})") from None
+    if not container.streams.video:
+        container.close()
+        raise SourceError(f"no video stream in {path}")
+    return container
+
+
+def _ffmpeg_reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e).splitlines()[0]
+
+
+def probe(path: str) -> VideoInfo:
+    """Duration, frame rate, size and codec of ``path`` without decoding it.
+
+    Raises :class:`SourceError` (exit code 2) for a missing, empty or non-video file.
+    """
+    container = _open(path)
+    try:
+        return _info(path, container, container.streams.video[0])
+    finally:
+        container.close()
+
+
+def _info(path: str, container, stream) -> VideoInfo:
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else None
+    return VideoInfo(
+        path=path,
+        duration=duration,
+        fps=fps,
+        width=int(stream.codec_context.width),
+        height=int(stream.codec_context.height),
+        codec=stream.codec_context.name,
+    )
+
+
+class FileSource:
+    """Frames of a video file, sampled at ``fps`` frames per second of video time.
+
+    Decoding runs on its own thread (and FFmpeg's threads) and hands frames over through a bounded
+    queue, so decoding overlaps encoding. Every :class:`Frame` carries its presentation time in
+    seconds from the start of the video. Corrupt packets are skipped and counted in
+    :attr:`skipped`. ``max_side`` downscales frames (keeping the aspect ratio) in FFmpeg's scaler.
+
+    Usage::
+
+        src = FileSource("in.mp4", fps=2)
+        for frame in src:        # Frame(t, rgb [H, W, 3] uint8, index)
+            ...
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        fps: float | None = 2.0,
+        start: float = 0.0,
+        end: float | None = None,
+        max_side: int | None = 640,
+        queue_size: int = 8,
+    ) -> None:
+        if fps is not None and fps <= 0:
+            raise InputError(f"--fps must be positive, got {fps}")
+        if start < 0:
+            raise InputError(f"--start must be >= 0, got {start}")
+        if end is not None and end <= start:
+            raise InputError(f"--end ({end}) must be after --start ({start})")
+        self.path = path
+        self.fps = fps
+        self.start = start
+        self.end = end
+        self.max_side = max_side
+        self.queue_size = queue_size
+        self.info = probe(path)
+        self.skipped = 0  # corrupt packets/frames skipped
+        self.decoded = 0  # frames decoded (before sampling)
+        self.emitted = 0  # frames handed out
+
+    @property
+    def expected_frames(self) -> int | None:
+        """How many frames sampling will emit, when the duration is known (for progress bars)."""
+        if self.info.duration is None:
+            return None
+        end = self.info.duration if self.end is None else min(self.end, self.info.duration)
+        span = max(0.0, end - self.start)
+        rate = self.fps or self.info.fps
+        return max(1, round(span * rate)) if rate else None
+
+    def _out_size(self) -> tuple[int, int]:
+        w, h = self.info.width, self.info.height
+        if self.max_side and max(w, h) > self.max_side:
+            s = self.max_side / max(w, h)
+            w, h = max(2, round(w * s / 2) * 2), max(2, round(h * s / 2) * 2)
+        return w, h
+
+    def __iter__(self) -> Iterator[Frame]:
+        q: queue.Queue = queue.Queue(maxsize=self.queue_size)
+        stop = threading.Event()
+        worker = threading.Thread(target=self._decode, args=(q, stop), name="streamvid-decode", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                self.emitted += 1
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    worker.join(0.05)
+        if self.skipped:
+            log.warning("skipped %d corrupt packet(s)/frame(s) in %s", self.skipped, self.path)
+        if self.emitted == 0:
+            where = "" if self.start == 0 and self.end is None else " in the --start/--end range"
+            raise SourceError(f"no decodable video frames{where} in {self.path}")
+
+    def _put(self, q: queue.Queue, item, stop: threading.Event) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _decode(self, q: queue.Queue, stop: threading.Event) -> None:
+        try:
+            for frame in self._frames(stop):
+                if not self._put(q, frame, stop):
+                    return
+            self._put(q, _END, stop)
+        except BaseException as e:  # handed to the consumer thread, which re-raises it
+            self._put(q, e, stop)
+
+    def _frames(self, stop: threading.Event) -> Iterator[Frame]:
+        container = _open(self.path)
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            tb = stream.time_base or Fraction(1, 90000)
+            origin = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+            native = self.info.fps or 25.0
+            if self.start > 0:
+                container.seek(int((self.start + origin) / tb), stream=stream, backward=True)
+            step = 1.0 / self.fps if self.fps else 0.0
+            next_t = self.start
+            w, h = self._out_size()
+            index = 0
+            for packet in container.demux(stream):
+                if stop.is_set():
+                    return
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as e:
+                    self.skipped += 1
+                    log.debug("corrupt packet at %s: %s", packet.pts, e)
+                    continue
+                for f in frames:
+                    self.decoded += 1
+                    if f.is_corrupt:  # FFmpeg concealed damage in this frame: do not show it
+                        self.skipped += 1
+                        continue
+                    t = float(f.pts * tb) - origin if f.pts is not None else self.decoded / native
+                    if t < self.start - 1e-6:
+                        continue
+                    if self.end is not None and t > self.end + 1e-6:
+                        return
+                    if t + 1e-6 < next_t:
+                        continue
+                    next_t = (next_t + step) if step else t
+                    if step and next_t <= t:  # after a gap, resume the grid from here
+                        next_t = t + step
+                    try:
+                        rgb = f.to_ndarray(format="rgb24", width=w, height=h)
+                    except (av.FFmpegError, ValueError) as e:
+                        self.skipped += 1
+                        log.debug("undecodable frame at %.3f s: %s", t, e)
+                        continue
+                    yield Frame(t=t, rgb=np.ascontiguousarray(rgb), index=index)
+                    index += 1
+        finally:
+            container.close()

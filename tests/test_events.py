@@ -1,0 +1,119 @@
+"""The entry/exit detector on generated scenes with known ground truth (frames fed directly)."""
+
+import numpy as np
+import pytest
+
+from streamvid.events import EventDetector
+from streamvid.synth import Figure, Scene, ground_truth, render
+from streamvid.types import Frame
+
+TOL = 1.5  # seconds
+
+
+def run(scene: Scene, fps: float = 2.0, transform=None):
+    det = EventDetector()
+    step = max(1, round(scene.fps / fps))
+    found, boundaries, signals = [], [], []
+    for i, (t, rgb) in enumerate(render(scene)):
+        if i % step:
+            continue
+        if transform is not None:
+            rgb = transform(i, rgb)
+        out = det.update(Frame(t=t, rgb=rgb, index=i // step))
+        found += out.detections
+        signals.append((t, out.signals))
+        if out.boundary:
+            boundaries.append(t)
+    found += det.finish()
+    return found, boundaries, signals
+
+
+def match(found, truth):
+    """Greedy matching of detections to ground-truth events of the same kind within TOL."""
+    unmatched = list(found)
+    missed = []
+    for ev in truth:
+        cands = [d for d in unmatched if d.event == ev["event"] and abs(d.t - ev["t"]) <= TOL]
+        if cands:
+            unmatched.remove(min(cands, key=lambda d: abs(d.t - ev["t"])))
+        else:
+            missed.append(ev)
+    return missed, unmatched
+
+
+def walker(fid, top, bottom, t_in, t_out, y=0.85, left_to_right=True, height=0.5, scene=None):
+    x0, x1 = (-0.15, 1.15) if left_to_right else (1.15, -0.15)
+    return Figure(fid, top, bottom, [(t_in, x0, y), (t_out, x1, y)], height=height, scene=scene)
+
+
+def test_static_scene_with_noise_and_jitter_has_no_events():
+    scene = Scene(320, 240, 10, 20.0, 1, ["lobby"], noise_sigma=4.0, jitter_px=1)
+    found, boundaries, _ = run(scene)
+    assert found == []
+    assert boundaries == []
+
+
+@pytest.mark.parametrize("ramp", [(5.0, 5.1, 0.55), (5.0, 9.0, 1.4)], ids=["sudden", "gradual"])
+def test_lighting_change_is_not_an_entry(ramp):
+    scene = Scene(320, 240, 10, 14.0, 2, ["office"], lighting=[ramp], noise_sigma=2.0, jitter_px=1)
+    found, _, signals = run(scene)
+    assert found == []
+    before = np.mean([s.brightness for t, s in signals if t < ramp[0]])
+    after = np.mean([s.brightness for t, s in signals if t > ramp[1] + 0.5])
+    assert (after < before) if ramp[2] < 1 else (after > before)
+
+
+def test_scene_cut_with_people_in_the_new_shot_is_not_an_entry():
+    standing = Figure(1, "red", "blue", [(0.0, 0.5, 0.8), (20.0, 0.5, 0.8)], height=0.5, scene=1)
+    scene = Scene(320, 240, 10, 14.0, 3, ["lobby", "street"], cuts=[(6.0, 1)], noise_sigma=2.0,
+                  figures=[standing])
+    found, boundaries, signals = run(scene)
+    assert found == []
+    assert any(abs(t - 6.0) <= 0.5 for t in boundaries)
+    assert max(s.scene_change for t, s in signals if abs(t - 6.0) <= 0.5) == 1.0
+
+
+def test_moving_camera_is_not_an_entry():
+    scene = Scene(320, 240, 10, 14.0, 4, ["lobby"], noise_sigma=2.0)
+
+    def pan(i, rgb):  # the camera pans between 5 s and 8 s (frames 50..80), then holds still
+        shift = int(np.clip(i - 50, 0, 30)) * 2
+        return np.ascontiguousarray(np.roll(rgb, -shift, axis=1))
+
+    found, boundaries, _ = run(scene, transform=pan)
+    assert found == []
+    assert boundaries, "the pan should be reported as a segment boundary"
+
+
+def test_person_standing_still_for_a_while_is_one_visit():
+    path = [(1.0, -0.15, 0.85), (5.0, 0.5, 0.85), (25.0, 0.5, 0.86), (29.0, 1.15, 0.85)]
+    scene = Scene(320, 240, 10, 32.0, 5, ["lobby"], noise_sigma=3.0, jitter_px=1,
+                  figures=[Figure(1, "green", "black", path, height=0.55)])
+    found, _, _ = run(scene)
+    truth = ground_truth(scene)["events"]
+    missed, extra = match(found, truth)
+    assert not missed and not extra, (found, truth)
+
+
+def test_two_people_crossing_each_other():
+    scene = Scene(320, 240, 10, 20.0, 6, ["street"], noise_sigma=2.5, jitter_px=1, figures=[
+        walker(1, "red", "blue", 2.0, 14.0, y=0.9),
+        walker(2, "yellow", "gray", 3.0, 16.0, y=0.8, left_to_right=False, height=0.45),
+    ])
+    found, _, signals = run(scene)
+    truth = ground_truth(scene)["events"]
+    missed, extra = match(found, truth)
+    assert not missed, (found, truth)
+    assert len(extra) <= 1, extra
+    assert max(s.motion for _, s in signals) > 0.005
+    assert max(s.person for _, s in signals) >= 1
+
+
+def test_detections_carry_a_crop_and_mask_of_the_subject():
+    scene = Scene(320, 240, 10, 12.0, 7, ["lobby"], figures=[walker(1, "red", "blue", 1.0, 10.0)])
+    found, _, _ = run(scene)
+    entered = [d for d in found if d.event == "entered"]
+    assert len(entered) == 1
+    d = entered[0]
+    assert d.crop is not None and d.crop.ndim == 3 and d.crop.shape[0] > d.crop.shape[1]
+    assert d.mask is not None and d.mask.shape == d.crop.shape[:2] and d.mask.mean() > 0.2
