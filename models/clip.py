@@ -14,6 +14,7 @@ set). ``model`` is an open_clip model name or a path to an open_clip model-confi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -248,6 +249,25 @@ def _apply_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor]) -> No
     model.load_state_dict(sd, strict=True)
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Model initialized randomly" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _no_random_init_warning():
+    """Silence open_clip's "No pretrained weights loaded ... initialized randomly" (a root-logger
+    warning from ``create_model(pretrained=None)``): the checkpoint is loaded right after, and a
+    real random init gets our own warning."""
+    filt = _DropRandomInitWarning()
+    root = logging.getLogger()
+    root.addFilter(filt)
+    try:
+        yield
+    finally:
+        root.removeFilter(filt)
+
+
 # ----------------------------------------------------------------------------------------------
 # the encoder
 # ----------------------------------------------------------------------------------------------
@@ -280,6 +300,8 @@ class ClipEncoder:
 
         arch, custom = resolve_model_name(self.model_arg)
         self.arch = arch
+        if custom:  # recorded in config() and snapshots: must still resolve from another directory
+            self.model_arg = str(Path(self.model_arg).expanduser().resolve())
 
         # which checkpoint, and the preprocessing that goes with the tag
         pcfg = pretrained_cfg(arch, pretrained)
@@ -320,15 +342,16 @@ class ClipEncoder:
 
         force_pp = {k: pcfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pcfg}
         try:
-            net = open_clip.create_model(
-                arch,
-                pretrained=None,
-                precision=self.precision,
-                device=self.device,
-                force_preprocess_cfg=force_pp or None,
-                force_quick_gelu=bool(pcfg.get("quick_gelu", False)),  # e.g. OpenAI weights
-                pretrained_hf=False,  # no separate text-tower download; the checkpoint has it all
-            )
+            with _no_random_init_warning():  # we load the weights ourselves, just below
+                net = open_clip.create_model(
+                    arch,
+                    pretrained=None,
+                    precision=self.precision,
+                    device=self.device,
+                    force_preprocess_cfg=force_pp or None,
+                    force_quick_gelu=bool(pcfg.get("quick_gelu", False)),  # e.g. OpenAI weights
+                    pretrained_hf=False,  # no separate text-tower download; the checkpoint has it all
+                )
         except Exception as e:  # noqa: BLE001
             raise EncoderError(f"cannot build CLIP model '{self.model_arg}': {_one_line(e)}") from e
 

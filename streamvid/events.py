@@ -33,12 +33,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from streamvid.types import Detection, Frame
+from streamvid.types import CHANNELS, Detection, Frame
 
 log = logging.getLogger(__name__)
-
-CHANNELS = ("motion", "person", "face", "brightness", "scene_change")
-
 
 @dataclass
 class DetectorConfig:
@@ -51,6 +48,8 @@ class DetectorConfig:
     noise_k: float = 4.0  # threshold = max(min_threshold, noise_k * noise sigma)
     chroma_threshold: float = 14.0
     min_area_frac: float = 0.0012  # blobs smaller than this fraction of the frame are noise
+    motion_on: float = 0.004  # foreground fraction that starts a "motion" period ...
+    motion_off: float = 0.002  # ... and the one that ends it
     global_change_frac: float = 0.45  # more foreground than this: lighting jump / unstable view
     cut_edge_corr: float = 0.45  # edge-map correlation below this ...
     cut_hist_dist: float = 0.35  # ... together with a colour histogram distance above this = cut
@@ -65,7 +64,7 @@ class DetectorConfig:
     revive_window: float = 6.0  # seconds in which a lost track can be re-found (re-identified)
     dormant_window: float = 180.0  # ... for a track that vanished while standing still
     hog: bool = True
-    faces: bool = True
+    face_every: int = 4  # run the face detector on every n-th frame (0: never); the count holds between
 
 
 @dataclass
@@ -79,7 +78,8 @@ class FrameSignals:
     scene_change: float
 
     def as_list(self) -> list[float]:
-        return [self.motion, self.person, self.face, self.brightness, self.scene_change]
+        """The values in :data:`~streamvid.types.CHANNELS` order (what the memory takes)."""
+        return [getattr(self, name) for name in CHANNELS]
 
 
 @dataclass
@@ -87,6 +87,7 @@ class DetectorOutput:
     signals: FrameSignals
     detections: list[Detection]
     boundary: bool  # a scene cut or an unstable view: the memory should start a new segment
+    activity_changed: bool = False  # people came or went, or motion started or stopped
 
 
 @dataclass
@@ -110,6 +111,7 @@ class _Track:
     best_area: float = 0.0
     crop: np.ndarray | None = None
     mask: np.ndarray | None = None
+    context: np.ndarray | None = None
     full_box: tuple[int, int, int, int] = (0, 0, 0, 0)
     description: str = ""
     lost_since: float | None = None
@@ -142,6 +144,9 @@ class EventDetector:
         self._tracks: list[_Track] = []
         self._lost: list[_Track] = []
         self._next_id = 1
+        self._frames = 0
+        self._faces_seen = 0
+        self._activity: tuple[int, bool] = (0, False)  # visible people, motion on
         self._shape: tuple[int, int] | None = None
         self._scale = 1.0
         self.last_t = 0.0
@@ -155,7 +160,10 @@ class EventDetector:
         ycc = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb), (5, 5), 1.2).astype(np.float32)
         gray = ycc[..., 0]
         brightness = float(gray.mean() / 255.0)
-        faces = self._count_faces(frame.rgb) if cfg.faces else 0
+        if cfg.face_every and self._frames % cfg.face_every == 0:
+            self._faces_seen = self._count_faces(frame.rgb)
+        self._frames += 1
+        faces = self._faces_seen
 
         cut, moving = self._scene_checks(small, gray)
         if cut or moving or self._bg is None:
@@ -184,8 +192,11 @@ class EventDetector:
         detections += self._flush_lost(t, force=False)
         self._learn(ycc, fg)
         persons = sum(1 for tr in self._tracks if tr.confirmed and tr.lost_since is None)
+        moving = motion > (cfg.motion_off if self._activity[1] else cfg.motion_on)  # hysteresis
+        changed = (persons, moving) != self._activity
+        self._activity = (persons, moving)
         return DetectorOutput(FrameSignals(motion, float(persons), float(faces), brightness, 0.0),
-                              detections, boundary=False)
+                              detections, boundary=False, activity_changed=changed)
 
     def finish(self) -> list[Detection]:
         """End of stream: exits of tracks that were lost but not yet reported."""
@@ -454,24 +465,30 @@ class EventDetector:
             tr.hog_tries += 1
             if self._hog_person(rgb, b):
                 score = 1.0
-        tr.person = score if tr.hits <= 1 else max(0.6 * tr.person + 0.4 * score, score if score == 1.0 else 0)
+        if tr.hits <= 1 or score == 1.0:  # first sight, or HOG saw a person
+            tr.person = score
+        else:
+            tr.person = 0.6 * tr.person + 0.4 * score
         area = w * h
-        if not border and area >= tr.best_area:
-            s = self._scale
-            fx, fy = int(x * s), int(y * s)
-            fw, fh = max(1, int(w * s)), max(1, int(h * s))
-            tr.best_area = area
-            tr.crop = rgb[fy:fy + fh, fx:fx + fw].copy()
-            m = fg[_slices(b, fg.shape)].astype(np.uint8)
-            tr.mask = cv2.resize(m, (tr.crop.shape[1], tr.crop.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-            tr.full_box = (fx, fy, tr.crop.shape[1], tr.crop.shape[0])
-        elif tr.crop is None:  # only border views so far: keep one anyway
-            s = self._scale
-            fx, fy, fw, fh = int(x * s), int(y * s), max(1, int(w * s)), max(1, int(h * s))
-            tr.crop = rgb[fy:fy + fh, fx:fx + fw].copy()
-            tr.mask = cv2.resize(fg[_slices(b, fg.shape)].astype(np.uint8),
-                                 (tr.crop.shape[1], tr.crop.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-            tr.full_box = (fx, fy, tr.crop.shape[1], tr.crop.shape[0])
+        if (not border and area >= tr.best_area) or tr.crop is None:  # keep the best view
+            tr.best_area = area if not border else 0.0
+            self._keep_view(tr, b, fg, rgb)
+
+    def _keep_view(self, tr: _Track, b: np.ndarray, fg: np.ndarray, rgb: np.ndarray) -> None:
+        """Store the subject's crop and mask (full resolution) and a view with some context."""
+        s = self._scale
+        H, W = rgb.shape[:2]
+        x, y, w, h = (float(v) * s for v in b)
+        fx, fy = int(max(0, x)), int(max(0, y))
+        fw, fh = max(1, min(W - fx, int(round(w)))), max(1, min(H - fy, int(round(h))))
+        tr.crop = rgb[fy:fy + fh, fx:fx + fw].copy()
+        m = fg[_slices(b, fg.shape)].astype(np.uint8)
+        tr.mask = cv2.resize(m, (fw, fh), interpolation=cv2.INTER_NEAREST) > 0
+        tr.full_box = (fx, fy, fw, fh)
+        px, py = 0.6 * w + 4, 0.15 * h + 4
+        cx0, cy0 = int(max(0, x - px)), int(max(0, y - py))
+        cx1, cy1 = int(min(W, x + w + px)), int(min(H, y + h + py))
+        tr.context = rgb[cy0:cy1, cx0:cx1].copy()
 
     def _is_ghost(self, b: np.ndarray, fg: np.ndarray) -> bool:
         """A blob whose outline has edges in the background model but not in the frame is a
@@ -521,7 +538,7 @@ class EventDetector:
     def _detection(self, tr: _Track, event: str, t: float) -> Detection:
         return Detection(t=t, event=event, track_id=tr.id, bbox=tr.full_box,
                          confidence=round(float(min(1.0, tr.person)), 3), description=tr.description,
-                         crop=tr.crop, mask=tr.mask)
+                         crop=tr.crop, mask=tr.mask, context=tr.context)
 
     # ---------------------------------------------------------------- detectors
     def _hog_person(self, rgb: np.ndarray, b: np.ndarray) -> bool:

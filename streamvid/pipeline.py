@@ -99,7 +99,7 @@ class Watcher:
         max_bytes = self.memory.layout.thumb_bytes
         self.memory.update(frame.t, enc, out.signals.as_list(),
                            thumb=lambda: encode_jpeg(frame.rgb, height=self.thumb_height, max_bytes=max_bytes),
-                           boundary=out.boundary)
+                           boundary=out.boundary or out.activity_changed)
         stats.frames += 1
         stats.first_t = frame.t if stats.first_t is None else stats.first_t
         stats.last_t = frame.t
@@ -119,7 +119,8 @@ class Watcher:
         det.description = self._describe(det)
         has_crop = det.crop is not None and det.crop.size > 0
         emb = self.encoder.encode_image(det.crop) if has_crop else torch.zeros(self.encoder.dim)
-        thumb = encode_jpeg(det.crop, height=self.thumb_height, max_bytes=self.memory.layout.thumb_bytes) \
+        view = det.context if det.context is not None and det.context.size else det.crop
+        thumb = encode_jpeg(view, height=self.thumb_height, max_bytes=self.memory.layout.thumb_bytes) \
             if has_crop else None
         self.memory.pin(det.t, det.event, emb, det.description, thumb, score=det.confidence,
                         track_id=det.track_id, bbox=det.bbox)

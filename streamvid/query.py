@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from streamvid.memory import DeltaMem
+from streamvid.models.classic import COLOUR_WORDS
 from streamvid.timefmt import fmt_time
 from streamvid.types import Answer, Moment
 
@@ -63,7 +64,11 @@ def answer_text(mem: DeltaMem, question: str, embed_text: EmbedText | None, *, e
         return _events_answer(mem, q, "entered")
     if LEAVE_RE.search(low):
         return _events_answer(mem, q, "left")
+    colours = [w for w in re.findall(r"[a-z]+", low) if w in COLOUR_WORDS]
     for concept, pattern in CONCEPTS.items():
+        if colours and concept == "person":
+            continue  # "a person in red": the colour is the question
+
         if pattern.search(low):
             return _concept_answer(mem, q, concept, top_k)
     vec = embed_text(q) if embed_text is not None else None
@@ -72,7 +77,7 @@ def answer_text(mem: DeltaMem, question: str, embed_text: EmbedText | None, *, e
                       f"The {encoder_name} encoder cannot understand this question: it knows "
                       f"{_CONCEPT_WORDS} and colour names. Use the clip encoder (--encoder clip) "
                       "for open questions.", intent="unsupported")
-    moments = retrieve(mem, vec, top_k=top_k)
+    moments = retrieve(mem, vec, top_k=top_k, words=colours)
     return Answer(q, "text", _retrieval_text(moments, "Best matches"), moments, intent="retrieval")
 
 
@@ -108,15 +113,26 @@ def _visits(mem: DeltaMem) -> list[_Visit]:
     return visits
 
 
+def _visit_spans(mem: DeltaMem) -> dict[int, tuple[float, float]]:
+    """Event row → (start, end) of the visit it belongs to: from the entry (or the first known
+    time) to the exit (or the end of what was watched, for someone still there)."""
+    last = mem.stats()["last_t"]
+    spans = {}
+    for v in _visits(mem):
+        start = v.entered.t if v.entered is not None else v.left.t
+        end = v.left.t if v.left is not None else last
+        for ev in (v.entered, v.left):
+            if ev is not None:
+                spans[ev.index] = (start, max(start, end))
+    return spans
+
+
 def _events_answer(mem: DeltaMem, question: str, kind: str) -> Answer:
     moments = []
-    for v in _visits(mem):
-        ev = getattr(v, kind)
-        if ev is None:
-            continue
-        start = v.entered.t if v.entered is not None else ev.t
-        end = v.left.t if v.left is not None else (ev.t if kind == "left" else mem.stats()["last_t"])
-        moments.append(Moment(t=ev.t, start=start, end=max(end, start), score=ev.score, event=kind,
+    spans = _visit_spans(mem)
+    for ev in mem.events(kind):
+        start, end = spans[ev.index]
+        moments.append(Moment(t=ev.t, start=start, end=end, score=ev.score, event=kind,
                               description=ev.description or "person", thumb_id=ev.thumb))
     folded = int(mem.folded_counts().get(kind, 0))
     verb = "entered" if kind == "entered" else "left"
@@ -179,15 +195,27 @@ def _concept_answer(mem: DeltaMem, question: str, concept: str, top_k: int) -> A
 
 
 # ------------------------------------------------------------------ retrieval
-def retrieve(mem: DeltaMem, vec: torch.Tensor, *, top_k: int = 5) -> list[Moment]:
-    """Top moments for a ``[D]`` query over events, timeline segments and slots, with NMS in time."""
+def retrieve(mem: DeltaMem, vec: torch.Tensor, *, top_k: int = 5, words: list[str] | None = None) -> list[Moment]:
+    """Top moments for a ``[D]`` query over events, timeline segments and slots, with NMS in time.
+
+    ``words`` (e.g. colour names from the question) found in a pinned event's description raise
+    that event's score: the description was read off the subject at full resolution.
+    """
     r = mem.read(vec, top_k=max(top_k * 3, 8))
     cands: list[Moment] = []
     events = {e.index: e for e in mem.events()}
-    for i, c in zip(r.events.index.tolist(), r.events.cos.tolist()):
+    scores = dict(zip(r.events.index.tolist(), r.events.cos.tolist()))
+    if words:
+        for ev in events.values():
+            said = set(re.findall(r"[a-z]+", ev.description.lower()))
+            hit = sum(w in said for w in words) / len(words)
+            if hit:
+                scores[ev.index] = max(scores.get(ev.index, 0.0), 0.5 + 0.5 * hit)
+    spans = _visit_spans(mem)
+    for i, c in scores.items():
         ev = events[i]
-        end = ev.t_end if ev.t_end >= ev.t else ev.t
-        cands.append(Moment(t=ev.t, start=ev.t, end=end, score=c, event=ev.kind,
+        start, end = spans.get(i, (ev.t, max(ev.t, ev.t_end)))
+        cands.append(Moment(t=ev.t, start=start, end=end, score=c, event=ev.kind,
                             description=ev.description, thumb_id=ev.thumb))
     segs = {s.index: s for s in mem.segments()}
     for i, c in zip(r.segments.index.tolist(), r.segments.cos.tolist()):

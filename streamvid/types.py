@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+CHANNELS = ("motion", "person", "face", "brightness", "scene_change")
+"""Per-frame scalar signals the event detector gives the memory's timeline, in this order."""
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -60,6 +63,7 @@ class Detection:
     description: str = ""
     crop: np.ndarray | None = None  # RGB crop of the subject, for the thumbnail and the embedding
     mask: np.ndarray | None = None  # bool mask of the subject inside ``crop``
+    context: np.ndarray | None = None  # RGB view around the subject, for the thumbnail
 
 
 @dataclass

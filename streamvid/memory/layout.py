@@ -10,9 +10,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-CHANNELS = ("motion", "person", "face", "brightness", "scene_change")
-"""Per-frame scalar signals from the event detector. A segment keeps the max of each, except
-``brightness`` (the mean)."""
+from streamvid.types import CHANNELS  # a segment keeps the max of each, the mean of brightness
 
 EVENT_KINDS = ("entered", "left", "alert", "other")
 """Event kind codes are indices into this tuple; any other kind string is stored as ``other``."""

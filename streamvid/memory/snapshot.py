@@ -59,6 +59,16 @@ def save(mem: DeltaMem, path: str | os.PathLike, metadata: dict | None = None) -
     log.debug("saved memory snapshot %s (%d bytes)", path, len(blob))
 
 
+def is_snapshot(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a safetensors file with a streamvid header (reads the header only)."""
+    try:
+        with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+        return isinstance(json.loads(meta["streamvid"]), dict)
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError, TypeError):
+        return False
+
+
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DeltaMem, dict]:
     """Read a snapshot written by :func:`save` → ``(memory, metadata)``.
 
