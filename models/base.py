@@ -26,6 +26,7 @@ class Encoder(Protocol):
     name: str  # "clip" | "classic"
     dim: int  # D
     tokens_per_frame: int  # N
+    # optional: ``novelty_threshold`` (float), the memory's novelty threshold suited to these tokens
 
     def config(self) -> dict:
         """JSON-able description (name, model, weights, dim, ...) stored with a memory snapshot."""

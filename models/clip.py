@@ -18,6 +18,9 @@ import contextlib
 import json
 import logging
 import os
+import pickle
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,8 +68,11 @@ def offline_mode() -> str | None:
     return None
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _one_line(exc: BaseException | str, limit: int = 200) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = _ANSI.sub("", str(exc)).strip() or type(exc).__name__
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -212,7 +218,20 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         checkpoint = load_file(str(path), device="cpu")
     else:
         # weights_only: tensors and plain containers only; no fallback to full unpickling
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            with warnings.catch_warnings():  # torch's pickle-protocol note would be a 2nd stderr line
+                warnings.simplefilter("ignore")
+                checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            # torch's text advises weights_only=False (unsafe) and carries ANSI codes: keep its detail
+            m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)", _ANSI.sub("", str(e)))
+            detail = f" ({' '.join(m.group(1).split())})" if m else ""
+            raise ValueError(
+                f"not a plain state dict of tensors, or corrupt{detail}; "
+                "streamvid never unpickles other objects (use .safetensors)"
+            ) from None
+        except RuntimeError as e:  # e.g. a truncated zip archive
+            raise ValueError(f"corrupt PyTorch file ({_ANSI.sub('', str(e)).split('. ')[0]})") from None
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not checkpoint:

@@ -33,7 +33,6 @@ import os
 import platform
 import resource
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -217,6 +216,10 @@ def _median_run(runs: list[dict]) -> dict:
 
 def worker_main(spec: str) -> int:
     job = json.loads(spec)
+    if job.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(job["torch_threads"])
     result = job_decode(job) if job["kind"] == "decode" else job_ingest(job)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
@@ -286,13 +289,17 @@ def report(args, machine: dict, decode: dict, ingest: dict, command: str) -> str
     v = m["versions"]
     out.append(f"Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), "
                f"{'CUDA available' if m['cuda'] else 'no GPU'}; Python {m['python']}, "
-               f"torch {v.get('torch', '?')} ({threads} threads), PyAV {v.get('av', '?')}, "
+               f"torch {v.get('torch', '?')} ({threads} threads{'' if args.torch_threads else ', its default'}), "
+               f"PyAV {v.get('av', '?')}, "
                f"OpenCV {v.get('cv2', '?')}, open_clip {v.get('open_clip', '?')}.")
     cap = f", at most {args.max_frames} frames per run" if args.max_frames else ""
     out.append(f"Settings: sampled at {args.fps:g} fps, frames scaled to at most {args.max_side} px, "
                f"batch {args.batch_size}, memory {args.memory_mb:g} MiB, median of {args.repeat} run(s){cap}; "
                f"clip = {args.model} on {args.device or 'the default device'} with "
                f"{args.weights or args.pretrained or 'random weights'}.")
+    out.append("Load average (1 min) before / after the run: "
+               f"{m['load_before'][0]:.2f} / {m['load_after'][0]:.2f} (other processes share the cores: "
+               f"a load above {m['usable_cores']} means contention); whole run {m['total_s']:.0f} s.")
     out.append(f"Command: `{command}`" if md else f"Command: {command}")
     out.append("")
 
@@ -369,6 +376,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pretrained", default=None, help="CLIP pretrained tag (default: random weights)")
     p.add_argument("--weights", default=None, help="CLIP weights file (default: random weights)")
     p.add_argument("--device", default="cpu", help="CLIP device (default: cpu)")
+    p.add_argument("--torch-threads", type=int, default=None, metavar="N",
+                   help="torch.set_num_threads(N) in each measurement (default: torch's own choice)")
     p.add_argument("--markdown", action="store_true", help="print markdown tables")
     p.add_argument("--json", metavar="OUT", help="also write the raw measurements to OUT")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -391,8 +400,10 @@ def main(argv=None) -> int:
     for v in videos:
         if not (REPO / v).is_file():
             raise SystemExit(f"bench_ingest: no such video: {v}")
-    base = {"fps": args.fps, "max_side": args.max_side, "max_frames": args.max_frames, "repeat": args.repeat}
+    base = {"fps": args.fps, "max_side": args.max_side, "max_frames": args.max_frames, "repeat": args.repeat,
+            "torch_threads": args.torch_threads}
     machine = machine_info()
+    machine["load_before"] = os.getloadavg()
     decode, ingest = {}, {}
     t_start = time.perf_counter()
     for video in videos:
@@ -404,7 +415,9 @@ def main(argv=None) -> int:
                 **base, "kind": "ingest", "video": video, "encoder": enc, "batch_size": args.batch_size,
                 "memory_mb": args.memory_mb, "model": args.model, "pretrained": args.pretrained,
                 "weights": args.weights, "device": args.device})
-    print(f"bench_ingest: done in {time.perf_counter() - t_start:.0f} s", file=sys.stderr, flush=True)
+    machine["load_after"] = os.getloadavg()
+    machine["total_s"] = time.perf_counter() - t_start
+    print(f"bench_ingest: done in {machine['total_s']:.0f} s", file=sys.stderr, flush=True)
     print(report(args, machine, decode, ingest, command))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

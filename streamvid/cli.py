@@ -105,6 +105,10 @@ def _setup_logging(args) -> None:
     elif getattr(args, "verbose", 0) == 1:
         level = logging.INFO
     logging.basicConfig(level=level, format="streamvid: %(levelname)s: %(message)s", stream=sys.stderr)
+    if level == logging.DEBUG:  # FFmpeg's own messages (PyAV drops them by default)
+        import av.logging
+
+        av.logging.set_level(av.logging.WARNING)
 
 
 def _read_image(path: str) -> np.ndarray:
@@ -133,11 +137,10 @@ def _check_save_target(path: str) -> None:
 # ---------------------------------------------------------------------- commands
 def cmd_watch(args) -> int:
     from streamvid.events import EventDetector
-    from streamvid.memory import DeltaMem, MemoryLayout
     from streamvid.memory.snapshot import save
     from streamvid.models.base import EncoderError
     from streamvid.models.factory import create_encoder
-    from streamvid.pipeline import Watcher
+    from streamvid.pipeline import Watcher, new_memory
     from streamvid.sources import FileSource
 
     images = [(p, _read_image(p)) for p in args.ask_image]  # bad input fails before any work
@@ -152,10 +155,9 @@ def cmd_watch(args) -> int:
     if note:
         print(f"streamvid: {note}", file=sys.stderr)
     try:
-        layout = MemoryLayout.from_budget(int(args.memory_mb * 2**20), encoder.dim)
+        memory = new_memory(encoder, int(args.memory_mb * 2**20))
     except ValueError as e:
-        raise InputError(str(e)) from None
-    memory = DeltaMem(layout)
+        raise InputError(f"--memory-mb {args.memory_mb:g}: {e}") from None
     watcher = Watcher(encoder, memory, EventDetector())
 
     show = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.quiet)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from streamvid.events import EventDetector
-from streamvid.memory import DeltaMem
+from streamvid.memory import DeltaMem, MemoryLayout
 from streamvid.models.base import Encoder
 from streamvid.types import Detection, Frame
 
@@ -38,6 +38,15 @@ class IngestStats:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def new_memory(encoder: Encoder, budget_bytes: int, *, device: str = "cpu") -> DeltaMem:
+    """A memory sized by ``budget_bytes`` for ``encoder``'s tokens (raises ValueError if too small)."""
+    layout = MemoryLayout.from_budget(budget_bytes, encoder.dim)
+    kwargs = {}
+    if getattr(encoder, "novelty_threshold", None) is not None:
+        kwargs["novelty_threshold"] = encoder.novelty_threshold
+    return DeltaMem(layout, device=device, **kwargs)
 
 
 def encode_jpeg(rgb: np.ndarray, *, height: int, max_bytes: int) -> bytes | None:

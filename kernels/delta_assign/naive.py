@@ -36,6 +36,10 @@ def delta_assign_ref(
             float32 of shape `[B, N]`: the similarity of the second most similar valid slot,
             ``-inf`` when fewer than two slots are valid or the token is masked out.
     """
+    if k.shape[1] == 0:  # no slots at all
+        B, N = x.shape[:2]
+        none = torch.full((B, N), float("-inf"), device=x.device)
+        return torch.full((B, N), -1, dtype=torch.int64, device=x.device), none, none.clone()
     sim = torch.bmm(x.float(), k.float().transpose(1, 2))  # [B, N, M], scratch: edited in place
     keep = valid[:, None, :]
     if x_mask is not None:

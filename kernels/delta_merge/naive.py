@@ -52,22 +52,32 @@ def delta_merge_ref(
     """
     B, N, D = x.shape
     M = k.shape[1]
-    # flat slot of each token; skipped tokens go to a dummy group B*M that is dropped
+    # flat slot of each token; skipped tokens are dropped
     rows = torch.arange(B, device=x.device)[:, None] * M
-    group = torch.where(idx >= 0, idx + rows, B * M).reshape(-1)  # [B*N]
-    sums = torch.zeros(B * M + 1, D, dtype=torch.float32, device=x.device)
-    sums.index_add_(0, group, x.reshape(B * N, D).float())
-    nov = torch.zeros(B * M + 1, dtype=torch.float32, device=x.device)
-    nov.index_add_(0, group, novelty.reshape(-1).float())
-    n = torch.bincount(group, minlength=B * M + 1)[:-1]  # [B*M]
+    group = torch.where(idx >= 0, idx + rows, -1).reshape(-1)  # [B*N]
+    take = (group >= 0).nonzero().squeeze(1)
+    group = group[take]
+    order = torch.argsort(group, stable=True)
+    group = group[order]
+    tokens = x.reshape(B * N, D)[take][order].double()
+    nov_t = novelty.reshape(-1)[take][order].double()
+    # grouped sums over sorted groups: differences of a float64 running sum at group ends
+    hit, n_hit = torch.unique_consecutive(group, return_counts=True)  # [H] flat slots, tokens each
+    ends = torch.cumsum(n_hit, 0) - 1
+    zero = torch.zeros(1, D, dtype=torch.float64, device=x.device)
+    csum = torch.cat([zero, torch.cumsum(tokens, 0)])
+    sums = (csum[ends + 1] - csum[ends + 1 - n_hit]).float()  # [H, D]
+    ncsum = torch.cat([zero[:, 0], torch.cumsum(nov_t, 0)])
+    nov = (ncsum[ends + 1] - ncsum[ends + 1 - n_hit]).float()  # [H]
+    n = torch.zeros(B * M, dtype=torch.int64, device=x.device)
+    n[hit] = n_hit
 
-    hit = n.nonzero().squeeze(1)  # [H] flat slots that receive tokens
-    n_hit = n[hit].float()
+    nf = n_hit.float()
     kf, cf = k.view(B * M, D), count.view(B * M)
-    gate = (n_hit / (cf[hit].float() + n_hit)).clamp_min(g_min)
+    gate = (nf / (cf[hit].float() + nf)).clamp_min(g_min)
     old = kf[hit]
-    new = old + gate[:, None] * (sums[hit] / n_hit[:, None] - old)
+    new = old + gate[:, None] * (sums / nf[:, None] - old)
     kf[hit] = new / new.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    cf.index_add_(0, hit, n[hit].to(cf.dtype))
-    importance.view(B * M).index_add_(0, hit, gate * nov[hit] / n_hit)
+    cf[hit] += n_hit.to(cf.dtype)
+    importance.view(B * M)[hit] += gate * nov / nf
     return n.view(B, M)

@@ -250,7 +250,10 @@ class DeltaMem:
 
     def _write_tokens(self, t: float, x: torch.Tensor, seg_thumb: int) -> None:
         """Delta-encode ``x [N, D]`` against the slots, claim slots for novel tokens, merge the rest."""
-        best_idx, best_sim, _ = dispatch.delta_assign(x[None], self.slot_k[None], self.slot_used[None])
+        # Used slots always form a prefix (free slots are claimed lowest first and a slot is never
+        # freed, only evicted and re-claimed), so only that prefix is compared.
+        hi = int(self.slot_used.sum())
+        best_idx, best_sim, _ = dispatch.delta_assign(x[None], self.slot_k[None, :hi], self.slot_used[None, :hi])
         best_idx, best_sim = best_idx[0], best_sim[0]
         novelty = (1.0 - best_sim).clamp(0.0, 2.0)  # 2 (the most) when no slot is used yet
         novel = (novelty > self.novelty_threshold).cpu().numpy()
