@@ -88,11 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
 
-    a = sub.add_parser("ask", parents=[common, enc], help="answer questions from a saved memory",
+    a = sub.add_parser("ask", parents=[common], help="answer questions from a saved memory",
                        description="Answer questions from a memory saved with `watch --save`, without the video.")
     a.add_argument("memory", metavar="MEM", help="a memory file written by --save")
     a.add_argument("question", nargs="*", help="question(s)")
     a.add_argument("--image", action="append", default=[], metavar="PATH", help="an image query (repeatable)")
+    a.add_argument("--weights", metavar="PATH",
+                   help="the CLIP checkpoint, if it moved since the memory was saved (the memory names its encoder)")
+    a.add_argument("--device", default=None, help="torch device for the encoder (default: cuda if available)")
     return p
 
 
@@ -124,8 +127,10 @@ def _check_save_target(path: str) -> None:
     from streamvid.memory.snapshot import is_snapshot
 
     parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise InputError(f"cannot save the memory: no such directory: {parent}")
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot save the memory: cannot create {parent}: {e.strerror or e}") from None
     if not os.access(parent, os.W_OK):
         raise InputError(f"cannot save the memory: directory not writable: {parent}")
     if os.path.isdir(path):

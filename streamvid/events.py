@@ -60,6 +60,7 @@ class DetectorConfig:
     travel_frac: float = 0.6  # travel (in box heights) that makes an interior-born track an entry
     border_frac: float = 0.04  # a box this close to the frame edge "touches the border"
     max_coast: float = 2.5  # seconds a track is predicted without a sighting
+    border_coast: float = 0.75  # ... when it was last seen at the frame border (it probably left)
     exit_delay: float = 2.0  # seconds a confirmed track must stay lost before it is an exit
     revive_window: float = 6.0  # seconds in which a lost track can be re-found (re-identified)
     dormant_window: float = 180.0  # ... for a track that vanished while standing still
@@ -199,7 +200,13 @@ class EventDetector:
                               detections, boundary=False, activity_changed=changed)
 
     def finish(self) -> list[Detection]:
-        """End of stream: exits of tracks that were lost but not yet reported."""
+        """End of stream: exits of tracks that were lost but not yet reported, and of confirmed
+        tracks last seen at the border before the final frame (they walked out as it ended)."""
+        for tr in self._tracks:
+            if tr.confirmed and tr.last_border and tr.last_t < self.last_t:
+                tr.lost_since = tr.last_t
+                self._lost.append(tr)
+        self._tracks = [tr for tr in self._tracks if tr.lost_since is None]
         return self._flush_lost(self.last_t, force=True)
 
     # ---------------------------------------------------------------- scene
@@ -379,7 +386,8 @@ class EventDetector:
             used_b.add(bi)
             self._observe(live[ti], t, blobs[bi], feats[bi], fg, small, rgb)
         for ti, tr in enumerate(live):
-            if ti not in used_t and t - tr.last_t > cfg.max_coast:
+            coast = min(cfg.max_coast, cfg.border_coast) if tr.last_border else cfg.max_coast
+            if ti not in used_t and t - tr.last_t > coast:
                 tr.lost_since = tr.last_t
         detections = []
         for bi, b in enumerate(blobs):

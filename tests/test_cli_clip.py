@@ -198,9 +198,9 @@ def test_ask_equals_live(live, work, capsys, tmp_path):
     assert doc["memory"]["bytes"] == live["doc"]["memory"]["bytes"]
     same_answers(doc["answers"], live["doc"]["answers"])
 
-    # an explicit --weights (and --model, which `ask` takes from the memory anyway) changes nothing
+    # an explicit --weights (the memory names its model) changes nothing
     code, out, err = run_cli(capsys, "ask", live["mem"], QUESTIONS[1], "--json", "--out", tmp_path / "ask2",
-                             "--weights", work / "tiny.safetensors", "--model", work / "tiny_clip.json")
+                             "--weights", work / "tiny.safetensors")
     assert code == 0, err
     same_answers(json.loads(out)["answers"], live["doc"]["answers"][1:2])
 

@@ -117,3 +117,10 @@ def test_detections_carry_a_crop_and_mask_of_the_subject():
     d = entered[0]
     assert d.crop is not None and d.crop.ndim == 3 and d.crop.shape[0] > d.crop.shape[1]
     assert d.mask is not None and d.mask.shape == d.crop.shape[:2] and d.mask.mean() > 0.2
+
+
+def test_exit_just_before_the_end_of_the_video_is_reported():
+    scene = Scene(320, 240, 10, 8.0, 8, ["lobby"], figures=[walker(1, "red", "blue", 0.5, 6.5)])
+    found, _, _ = run(scene)
+    missed, extra = match(found, ground_truth(scene)["events"])
+    assert not missed and not extra, found

@@ -1,0 +1,74 @@
+"""The OpenCV-only encoder: shapes, determinism, colour text and clothing descriptions."""
+
+import numpy as np
+import pytest
+import torch
+
+from streamvid import synth
+from streamvid.models.base import Encoder
+from streamvid.models.classic import ClassicEncoder, dominant_colour
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return ClassicEncoder()
+
+
+def test_protocol_shapes_and_normalisation(enc):
+    assert isinstance(enc, Encoder)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((360, 640), (120, 160), (97, 203))]
+    out = enc.encode_frames(frames)
+    assert len(out) == 3
+    for e in out:
+        assert e.tokens.shape == (enc.tokens_per_frame, enc.dim) and e.tokens.dtype == torch.float32
+        assert e.global_.shape == (enc.dim,)
+        assert torch.allclose(e.tokens.norm(dim=1), torch.ones(enc.tokens_per_frame), atol=1e-5)
+        assert e.global_.norm().item() == pytest.approx(1.0, abs=1e-5)
+    assert enc.encode_image(frames[0]).shape == (enc.dim,)
+    assert enc.config()["name"] == "classic"
+
+
+def test_deterministic_and_batch_independent(enc):
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(4)]
+    a = enc.encode_frames(frames)
+    b = [enc.encode_frames([f])[0] for f in frames]
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x.tokens, y.tokens) and torch.equal(x.global_, y.global_)
+
+
+def test_similar_frames_are_closer_than_different_scenes(enc):
+    lobby = synth.Scene(320, 240, 10, 1.0, 0, ["lobby"], noise_sigma=3.0)
+    street = synth.Scene(320, 240, 10, 1.0, 0, ["street"], noise_sigma=3.0)
+    a, b = synth.render_frame(lobby, 0), synth.render_frame(lobby, 5)
+    c = synth.render_frame(street, 0)
+    ga, gb, gc = (enc.encode_image(x) for x in (a, b, c))
+    assert float(ga @ gb) > 0.99 > float(ga @ gc)
+
+
+def test_text_embeds_colour_names_only(enc):
+    red = np.zeros((120, 160, 3), np.uint8)
+    red[:] = (200, 30, 30)
+    blue = np.zeros_like(red)
+    blue[:] = (30, 50, 200)
+    q = enc.encode_text("someone in red")
+    assert q is not None and q.shape == (enc.dim,)
+    assert float(q @ enc.encode_image(red)) > float(q @ enc.encode_image(blue)) + 0.3
+    assert enc.encode_text("what is the meaning of life?") is None
+
+
+@pytest.mark.parametrize("name", sorted(synth.COLOURS))
+def test_palette_colours_are_named(name):
+    img = np.zeros((8, 8, 3), np.uint8)
+    img[:] = synth.COLOURS[name]
+    assert dominant_colour(img) == name
+
+
+def test_describes_clothing_of_a_rendered_person(enc):
+    fig = synth.Figure(1, "green", "black", [(0.0, 0.5, 0.9), (5.0, 0.5, 0.9)], height=0.7)
+    scene = synth.Scene(320, 240, 10, 1.0, 0, ["office"], figures=[fig])
+    rgb = synth.render_frame(scene, 0)
+    x, y, w, h = (int(round(v)) for v in synth.figure_box(scene, fig, 0.0))
+    crop = rgb[max(0, y):y + h, max(0, x):x + w]
+    assert enc.describe(crop) == "person in green top and black trousers" == fig.description
