@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from streamvid.memory import DeltaMem
+from streamvid.memory.deltamem import PinnedEvent
 from streamvid.models.classic import COLOUR_WORDS
 from streamvid.timefmt import fmt_time
 from streamvid.types import Answer, Moment
@@ -42,6 +43,14 @@ CONCEPTS: dict[str, re.Pattern] = {
     "dark": re.compile(r"\b(dark\w*|dim\w*|night|lights? (?:off|out))\b"),
     "bright": re.compile(r"\b(bright\w*|lights? on|daylight|sunny)\b"),
 }
+_CONCEPT_TEXT = {  # concept → (lead when found, answer when not)
+    "scene_change": ("Scene changes at", "No scene change was seen"),
+    "face": ("A face at", "No face was seen"),
+    "person": ("A person at", "No person was seen"),
+    "motion": ("Motion at", "No motion was seen"),
+    "dark": ("Dark at", "It was never dark"),
+    "bright": ("Bright at", "It was never bright"),
+}
 _CONCEPT_WORDS = "entries/exits, person, face, motion, scene changes, dark/bright"
 
 EmbedText = Callable[[str], "torch.Tensor | None"]
@@ -49,8 +58,8 @@ EmbedText = Callable[[str], "torch.Tensor | None"]
 
 @dataclass
 class _Visit:
-    entered: object | None
-    left: object | None
+    entered: PinnedEvent | None
+    left: PinnedEvent | None
 
 
 def answer_text(mem: DeltaMem, question: str, embed_text: EmbedText | None, *, encoder_name: str,
@@ -68,7 +77,6 @@ def answer_text(mem: DeltaMem, question: str, embed_text: EmbedText | None, *, e
     for concept, pattern in CONCEPTS.items():
         if colours and concept == "person":
             continue  # "a person in red": the colour is the question
-
         if pattern.search(low):
             return _concept_answer(mem, q, concept, top_k)
     vec = embed_text(q) if embed_text is not None else None
@@ -160,15 +168,17 @@ def _concept_answer(mem: DeltaMem, question: str, concept: str, top_k: int) -> A
     segs = mem.segments()
     if not segs:
         return Answer(question, "text", "The memory is empty: nothing was watched.", [], intent="concept")
-    bright = [s.channels["brightness"] for s in segs]
-    med = sorted(bright)[len(bright) // 2]
+    bright = sorted(s.channels["brightness"] for s in segs)
+    median = bright[len(bright) // 2]
+    dark_below = min(0.35, 0.8 * median)  # dark: dim in absolute terms and for this video
+    bright_above = max(0.6, 1.2 * median)
 
     def value(s) -> float:
         c = s.channels
         if concept == "dark":
-            return max(0.0, min(0.35, 0.8 * med) - c["brightness"]) + (c["brightness"] < min(0.35, 0.8 * med))
+            return 1.0 - c["brightness"] if c["brightness"] < dark_below else 0.0
         if concept == "bright":
-            return max(0.0, c["brightness"] - max(0.6, 1.2 * med)) + (c["brightness"] > max(0.6, 1.2 * med))
+            return c["brightness"] if c["brightness"] > bright_above else 0.0
         if concept == "motion":
             return c["motion"] if c["motion"] >= 0.005 else 0.0
         return c[concept] if c[concept] >= 1.0 else 0.0
@@ -184,14 +194,14 @@ def _concept_answer(mem: DeltaMem, question: str, concept: str, top_k: int) -> A
                 spans[-1][2], spans[-1][3] = v, s.thumb
         else:
             spans.append([s.start, s.end, v, s.thumb])
-    label = {"scene_change": "scene change", "person": "a person", "face": "a face"}.get(concept, concept)
+    found, none = _CONCEPT_TEXT[concept]
     if not spans:
-        return Answer(question, "text", f"No {label} was seen{_span_text(mem)}.", [], intent="concept")
+        return Answer(question, "text", f"{none}{_span_text(mem)}.", [], intent="concept")
     moments = [Moment(t=a, start=a, end=b, score=min(1.0, float(v)), event=concept, thumb_id=th)
                for a, b, v, th in spans]
     times = ", ".join(_span(m) for m in moments[:top_k])
     more = f" and {len(moments) - top_k} more" if len(moments) > top_k else ""
-    return Answer(question, "text", f"{label.capitalize()} at {times}{more}.", moments, intent="concept")
+    return Answer(question, "text", f"{found} {times}{more}.", moments, intent="concept")
 
 
 # ------------------------------------------------------------------ retrieval
