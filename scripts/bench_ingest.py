@@ -12,12 +12,15 @@ The stage timings come from wrappers made here, not from the library: the frame 
 wrapped (decode wait: time blocked on the next frame from the decode thread), the encoder, the
 event detector and the memory are proxies that time ``encode_frames``, ``update``/``finish`` and
 ``update``, and a ``Watcher`` subclass times ``_pin`` (description, crop embedding, thumbnail and
-``memory.pin`` of each entry/exit). Whatever ``ingest`` spends outside those calls is "other".
+``memory.pin`` of each entry/exit; ``describe`` and ``encode_image`` are also timed on their own,
+inside the pins). Whatever ``ingest`` spends outside those calls is "other".
 The memory update includes the JPEG thumbnail it asks for when a segment opens.
 
 Model loading (the encoder's constructor) is timed separately and excluded from ingest. The
 ``clip`` encoder is CLIP ViT-B-32 with random weights (``pretrained=None``) unless ``--pretrained``
-or ``--weights`` is given: weight values do not change its cost. ``--max-frames`` caps the frames
+or ``--weights`` is given: weight values do not change its cost. Its colour-prompt bank, built on
+the first ``describe()``, is cleared before every run, so each run pays it as ``streamvid watch``
+does. ``--max-frames`` caps the frames
 each measurement ingests (and decodes); the tables say so when it is set.
 
 Default videos: ``samples/lobby.mp4`` and, when the shared data folder exists next to the repo,
@@ -27,6 +30,7 @@ Default videos: ``samples/lobby.mp4`` and, when the shared data folder exists ne
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import itertools
 import json
 import os
@@ -102,7 +106,31 @@ def timed_frames(frames, clock: StageClock):
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    """Peak RSS of this process in MiB (``ru_maxrss``, KiB on Linux).
+
+    Linux carries the parent's RSS at fork/exec time into a child's ``ru_maxrss``, so the parent
+    of the measurements imports nothing heavy (it stays at a few tens of MiB).
+    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def vm_hwm_mib() -> float | None:
+    """The kernel's own high-water mark of this process's RSS (``VmHWM``), a cross-check."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def torch_info() -> dict:
+    import torch
+
+    return {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads(), "cuda": torch.cuda.is_available()}
 
 
 def _video_seconds(info, last_t: float | None, fps: float | None) -> float:
@@ -133,7 +161,7 @@ def job_decode(job: dict) -> dict:
     best = _median_run(runs)
     info = src.info
     return {**best, "runs_fps": [r["fps"] for r in runs], "peak_rss_mib": peak_rss_mib(),
-            "video_info": {"duration": info.duration, "fps": info.fps, "width": info.width,
+            "vm_hwm_mib": vm_hwm_mib(), **torch_info(), "video_info": {"duration": info.duration, "fps": info.fps, "width": info.width,
                            "height": info.height, "codec": info.codec},
             "frame_size": list(src._out_size())}
 
@@ -150,8 +178,6 @@ def _make_encoder(job: dict):
 
 
 def job_ingest(job: dict) -> dict:
-    import torch
-
     from streamvid.events import EventDetector
     from streamvid.memory import DeltaMem, MemoryLayout
     from streamvid.pipeline import Watcher
@@ -177,11 +203,14 @@ def job_ingest(job: dict) -> dict:
     runs = []
     for _ in range(job["repeat"]):
         clock = StageClock()
+        if hasattr(encoder, "_colour_bank"):  # clip builds its colour prompts on the first describe():
+            encoder._colour_bank = None  # every run pays it, as one `streamvid watch` does
         src = FileSource(job["video"], fps=job["fps"], max_side=job["max_side"])
         layout = MemoryLayout.from_budget(int(job["memory_mb"] * 2**20), encoder.dim)
         memory = DeltaMem(layout)
         watcher = TimedWatcher(
-            Timed(encoder, clock, {"encode_frames": "encoder"}),
+            Timed(encoder, clock, {"encode_frames": "encoder", "describe": "describe",
+                                   "encode_image": "embed"}),  # the last two: parts of pins
             Timed(memory, clock, {"update": "memory"}),
             Timed(EventDetector(), clock, {"update": "detector", "finish": "detector"}),
             batch_size=job["batch_size"],
@@ -198,14 +227,14 @@ def job_ingest(job: dict) -> dict:
             "frames": stats.frames, "seconds": stats.seconds, "wall": wall, "fps": stats.fps,
             "video_seconds": video_s, "realtime": video_s / stats.seconds if stats.seconds else 0.0,
             "stages": stages, "calls": dict(clock.calls), "slowest": dict(clock.slowest),
+            "seconds_by_call": dict(clock.seconds),
             "entered": stats.entered, "left": stats.left,
         })
     best = _median_run(runs)
     return {**best, "runs_fps": [r["fps"] for r in runs], "load_s": load_s,
             "rss_after_load_mib": rss_after_load, "peak_rss_mib": peak_rss_mib(),
-            "pins_timed": has_pin, "encoder_config": encoder.config(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "torch_interop_threads": torch.get_num_interop_threads()}
+            "vm_hwm_mib": vm_hwm_mib(), "pins_timed": has_pin, "encoder_config": encoder.config(),
+            **torch_info()}
 
 
 def _median_run(runs: list[dict]) -> dict:
@@ -249,16 +278,14 @@ def machine_info() -> dict:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    versions = {}
-    for mod in ("torch", "av", "cv2", "open_clip", "numpy"):
+    versions = {}  # from the installed metadata: importing torch here would raise the children's
+    for name, dist in (("av", "av"), ("cv2", "opencv-python-headless"),  # peak RSS (see peak_rss_mib)
+                       ("open_clip", "open_clip_torch"), ("numpy", "numpy")):
         try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - missing or odd module: just not listed
+            versions[name] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
             pass
-    import torch
-
     return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable,
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
             "python": platform.python_version(), "versions": versions}
 
 
@@ -285,18 +312,20 @@ def report(args, machine: dict, decode: dict, ingest: dict, command: str) -> str
     md = args.markdown
     out = []
     m = machine
-    threads = next((r["torch_threads"] for r in ingest.values()), m["torch_threads"])
+    t = next(iter(decode.values()))  # torch as the measurements saw it
     v = m["versions"]
     out.append(f"Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), "
-               f"{'CUDA available' if m['cuda'] else 'no GPU'}; Python {m['python']}, "
-               f"torch {v.get('torch', '?')} ({threads} threads{'' if args.torch_threads else ', its default'}), "
+               f"{'CUDA available' if t['cuda'] else 'no GPU'}; Python {m['python']}, "
+               f"torch {t['torch']} ({t['torch_threads']} threads"
+               f"{'' if args.torch_threads else ', its default'}), "
                f"PyAV {v.get('av', '?')}, "
                f"OpenCV {v.get('cv2', '?')}, open_clip {v.get('open_clip', '?')}.")
     cap = f", at most {args.max_frames} frames per run" if args.max_frames else ""
+    clip = (f"; clip = {args.model} on {args.device or 'the default device'} with "
+            f"{args.weights or args.pretrained or 'random weights'}" if "clip" in args.encoders else "")
     out.append(f"Settings: sampled at {args.fps:g} fps, frames scaled to at most {args.max_side} px, "
-               f"batch {args.batch_size}, memory {args.memory_mb:g} MiB, median of {args.repeat} run(s){cap}; "
-               f"clip = {args.model} on {args.device or 'the default device'} with "
-               f"{args.weights or args.pretrained or 'random weights'}.")
+               f"batch {args.batch_size}, memory {args.memory_mb:g} MiB, median of {args.repeat} run(s){cap}"
+               f"{clip}.")
     out.append("Load average (1 min) before / after the run: "
                f"{m['load_before'][0]:.2f} / {m['load_after'][0]:.2f} (other processes share the cores: "
                f"a load above {m['usable_cores']} means contention); whole run {m['total_s']:.0f} s.")
@@ -304,11 +333,12 @@ def report(args, machine: dict, decode: dict, ingest: dict, command: str) -> str
     out.append("")
 
     t = Table(["video", "encoder", "frames", "decode-only fps", "ingest fps", "realtime ×",
-               "ingest s", "model load s", "peak RSS MiB"])
+               "ingest s", "model load s", "peak RSS MiB (after load)"])
     for (video, enc), r in ingest.items():
         d = decode[video]
         t.add(Path(video).name, enc, r["frames"], f"{d['fps']:.1f}", f"{r['fps']:.1f}",
-              f"{r['realtime']:.1f}", f"{r['seconds']:.2f}", f"{r['load_s']:.2f}", f"{r['peak_rss_mib']:.0f}")
+              f"{r['realtime']:.1f}", f"{r['seconds']:.2f}", f"{r['load_s']:.2f}",
+              f"{r['peak_rss_mib']:.0f} ({r['rss_after_load_mib']:.0f})")
     out.append(t.render(md))
     out.append("")
     dt = Table(["video", "frames", "size", "decode-only fps", "realtime ×", "peak RSS MiB"])
@@ -338,8 +368,12 @@ def report(args, machine: dict, decode: dict, ingest: dict, command: str) -> str
     for (video, enc), r in ingest.items():
         pins = r["calls"].get("pins", 0)
         if pins:
-            notes.append(f"{Path(video).name}/{enc}: {pins} pins ({r['entered']} entered, {r['left']} left), "
-                         f"slowest pin {1000 * r['slowest']['pins']:.0f} ms")
+            sec, calls, slow = r["stages"]["pins"], r["calls"], r["slowest"]
+            desc = (f"; of which describe() {r['seconds_by_call'].get('describe', 0.0):.2f} s in "
+                    f"{calls.get('describe', 0)} call(s) (slowest {1000 * slow.get('describe', 0.0):.0f} ms), "
+                    f"crop embedding {r['seconds_by_call'].get('embed', 0.0):.2f} s")
+            notes.append(f"{Path(video).name}/{enc}: {pins} pins ({r['entered']} entered, {r['left']} left) "
+                         f"took {sec:.2f} s{desc}")
         if len(r["runs_fps"]) > 1:
             notes.append(f"{Path(video).name}/{enc}: ingest fps per run "
                          + ", ".join(f"{x:.1f}" for x in r["runs_fps"]))
