@@ -1,26 +1,100 @@
 """The one entry point the memory calls for its hot operations.
 
 Each public function checks its arguments (shapes, dtypes, devices) once, then runs the
-implementation for those tensors. Today that is always the PyTorch reference in ``naive.py``;
-the Triton kernels (a later issue) plug in through :func:`_use_triton`.
+implementation for those tensors, chosen by :func:`_use_triton`:
+
+- ``STREAMVID_KERNELS`` unset, empty or ``auto``: the Triton kernel when the tensors are on a CUDA
+  device and triton imports (and was not put in interpreter mode), the PyTorch reference
+  (``naive.py``) otherwise — the production path on a CPU;
+- ``STREAMVID_KERNELS=triton``: always the Triton kernel. On CPU tensors that needs Triton's
+  interpreter: ``TRITON_INTERPRET=1`` set before the kernels are first used (slow; for tests);
+- ``STREAMVID_KERNELS=reference``: always the reference.
+
+triton is imported lazily, the first time a kernel is chosen: this module (and the memory) works
+on machines without it.
 """
 
 from __future__ import annotations
+
+import logging
+import os
 
 import torch
 
 from .delta_assign import delta_assign_ref
 from .delta_merge import delta_merge_ref
 
+log = logging.getLogger(__name__)
+
+ENV = "STREAMVID_KERNELS"
+BACKENDS = ("auto", "triton", "reference")
+
+_kernels = None  # (delta_assign_triton, delta_merge_triton) once imported
+_import_error: BaseException | None = None  # why importing them failed, once it has
+
+
+def backend() -> str:
+    """The backend asked for by ``STREAMVID_KERNELS``: one of :data:`BACKENDS`."""
+    mode = os.environ.get(ENV, "").strip().lower() or "auto"
+    if mode not in BACKENDS:
+        raise ValueError(f"{ENV}={os.environ.get(ENV)!r}: expected one of {list(BACKENDS)}")
+    return mode
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+
+
+def _load_kernels():
+    """Import the Triton kernels once; ``None`` (with the reason kept) when triton is unusable."""
+    global _kernels, _import_error
+    if _kernels is None and _import_error is None:
+        try:
+            from .delta_assign.triton import delta_assign_triton
+            from .delta_merge.triton import delta_merge_triton
+        except Exception as e:  # ImportError, or a triton that fails to initialise
+            _import_error = e
+            log.warning("Triton kernels unavailable (%s: %s); using the PyTorch references",
+                        type(e).__name__, e)
+        else:
+            _kernels = (delta_assign_triton, delta_merge_triton)
+    return _kernels
+
+
+def _interpreted_kernels() -> bool:
+    """Whether the imported kernels were defined under ``TRITON_INTERPRET=1`` (so run on a CPU)."""
+    from .delta_assign import triton as mod
+
+    return type(mod._delta_assign_kernel).__name__ == "InterpretedFunction"
+
 
 def _use_triton(t: torch.Tensor) -> bool:
-    """Whether the Triton kernel should handle ``t``.
+    """Whether the Triton kernel should handle ``t`` (see the module docstring for the rules).
 
-    No Triton kernel exists yet, so this is always ``False``. When one lands beside a ``naive.py``,
-    this becomes ``t.is_cuda and <triton importable>`` and the public function below calls the
-    kernel's host wrapper instead of the reference.
+    Raises:
+        RuntimeError: ``STREAMVID_KERNELS=triton`` but triton cannot be imported, or ``t`` is on the
+            CPU and the kernels are not (or cannot be) interpreted.
     """
-    return False
+    mode = backend()
+    if mode == "reference":
+        return False
+    if mode == "auto":  # kernels defined under TRITON_INTERPRET only run when asked for explicitly
+        return t.is_cuda and _load_kernels() is not None and not _interpreted_kernels()
+    # forced
+    if not t.is_cuda and not _interpreting():
+        raise RuntimeError(
+            f"{ENV}=triton with tensors on {t.device} needs Triton's CPU interpreter: set TRITON_INTERPRET=1 "
+            "in the environment before the kernels are first used (slow; meant for tests), "
+            f"or use {ENV}=reference / leave it unset"
+        )
+    if _load_kernels() is None:
+        raise RuntimeError(f"{ENV}=triton but the Triton kernels cannot be imported: {_import_error!r}")
+    if not t.is_cuda and not _interpreted_kernels():
+        raise RuntimeError(
+            f"{ENV}=triton with tensors on {t.device}: the Triton kernels were already defined for a GPU "
+            "(TRITON_INTERPRET=1 was set after they were imported); set it before the first use"
+        )
+    return True
 
 
 def _check_shape(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> None:
@@ -67,7 +141,7 @@ def delta_assign(
         _check_dtype("x_mask", x_mask, (torch.bool,))
         _check_device(x.device, x_mask=x_mask)
     if _use_triton(x):
-        raise NotImplementedError("no Triton delta_assign yet")
+        return _kernels[0](x, k, valid, x_mask)
     return delta_assign_ref(x, k, valid, x_mask)
 
 
@@ -108,5 +182,5 @@ def delta_merge(
     if not 0.0 <= g_min <= 1.0:
         raise ValueError(f"g_min must be in [0, 1], got {g_min}")
     if _use_triton(x):
-        raise NotImplementedError("no Triton delta_merge yet")
+        return _kernels[1](x, idx, k, count, importance, novelty, g_min)
     return delta_merge_ref(x, idx, k, count, importance, novelty, g_min)
