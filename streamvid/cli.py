@@ -6,11 +6,14 @@ Exit codes (stable, see README): 0 ok · 1 unexpected error · 2 bad input · 13
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -20,6 +23,9 @@ from streamvid.errors import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_
 from streamvid.timefmt import fmt_time, parse_time
 
 log = logging.getLogger("streamvid")
+
+DEFAULT_MODEL, DEFAULT_PRETRAINED = "ViT-B-32", "laion2b_s34b_b79k"  # as streamvid.models.factory
+DEFAULT_FPS, DEFAULT_MEMORY_MB, DEFAULT_MAX_SIDE = 2.0, 4.0, 640
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,12 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     common.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
 
+    # --encoder/--model/--pretrained/--fps/--memory-mb/--max-side default to None so that --resume
+    # can tell an explicit choice (checked against the memory) from a default (taken from it).
     enc = _Parser(add_help=False)
     g = enc.add_argument_group("encoder")
-    g.add_argument("--encoder", choices=["auto", "clip", "classic"], default="auto",
-                   help="auto: clip when its weights are available, else classic (default: %(default)s)")
-    g.add_argument("--model", default="ViT-B-32", help="open_clip model name or config JSON (default: %(default)s)")
-    g.add_argument("--pretrained", default="laion2b_s34b_b79k", help="open_clip pretrained tag (default: %(default)s)")
+    g.add_argument("--encoder", choices=["auto", "clip", "classic"], default=None,
+                   help="auto: clip when its weights are available, else classic (default: auto; "
+                   "with --resume: the memory's)")
+    g.add_argument("--model", default=None, help=f"open_clip model name or config JSON (default: {DEFAULT_MODEL})")
+    g.add_argument("--pretrained", default=None, help=f"open_clip pretrained tag (default: {DEFAULT_PRETRAINED})")
     g.add_argument("--weights", metavar="PATH", help="local CLIP checkpoint (.safetensors/.pt); implies clip")
     g.add_argument("--device", default=None, help="torch device for the encoder (default: cuda if available)")
 
@@ -77,14 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--ask", action="append", default=[], metavar="QUESTION", help="a question (repeatable)")
     w.add_argument("--ask-image", action="append", default=[], metavar="PATH",
                    help="an image: when does this scene appear? (repeatable)")
-    w.add_argument("--fps", type=_positive(float), default=2.0, help="frames sampled per second (default: 2)")
+    w.add_argument("--fps", type=_positive(float), default=None,
+                   help=f"frames sampled per second (default: {DEFAULT_FPS:g}; with --resume: the memory's)")
     w.add_argument("--start", type=_time, default=0.0, metavar="TIME", help="start at TIME (s or HH:MM:SS)")
     w.add_argument("--end", type=_time, default=None, metavar="TIME", help="stop at TIME (s or HH:MM:SS)")
-    w.add_argument("--memory-mb", type=_positive(float), default=4.0, metavar="MB",
-                   help="memory budget in MiB, fixed at creation (default: %(default)s)")
-    w.add_argument("--save", metavar="MEM", help="save the memory (safetensors) to MEM")
-    w.add_argument("--max-side", type=_positive(int), default=640, metavar="PX",
-                   help="decode frames scaled to at most PX on the long side (default: %(default)s)")
+    w.add_argument("--memory-mb", type=_positive(float), default=None, metavar="MB",
+                   help=f"memory budget in MiB, fixed at creation (default: {DEFAULT_MEMORY_MB:g}; "
+                   "with --resume: the memory's)")
+    w.add_argument("--save", metavar="MEM", help="save the memory (safetensors, atomically) to MEM")
+    w.add_argument("--resume", metavar="MEM",
+                   help="continue the memory saved in MEM: the same video continues where it stopped, "
+                   "another one is appended after it; saved back to MEM unless --save is given")
+    w.add_argument("--max-side", type=_positive(int), default=None, metavar="PX",
+                   help=f"decode frames scaled to at most PX on the long side (default: {DEFAULT_MAX_SIDE}; "
+                   "with --resume: the memory's)")
     w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
 
@@ -142,51 +157,264 @@ def _check_save_target(path: str) -> None:
 # ---------------------------------------------------------------------- commands
 def cmd_watch(args) -> int:
     from streamvid.events import EventDetector
-    from streamvid.memory.snapshot import save
     from streamvid.models.base import EncoderError
     from streamvid.models.factory import create_encoder
-    from streamvid.pipeline import Watcher, new_memory
+    from streamvid.pipeline import (
+        FINGERPRINT_BYTES,
+        IngestStats,
+        SamplingGrid,
+        SourceRecord,
+        StreamLog,
+        Watcher,
+        fingerprint,
+        new_memory,
+    )
     from streamvid.sources import FileSource
+    from streamvid.sources.file import SourceError, probe
 
     images = [(p, _read_image(p)) for p in args.ask_image]  # bad input fails before any work
-    if args.save:
-        _check_save_target(args.save)
-    source = FileSource(args.video, fps=args.fps, start=args.start, end=args.end, max_side=args.max_side)
-    try:
-        encoder, note = create_encoder(args.encoder, model=args.model, pretrained=args.pretrained,
-                                       weights=args.weights, device=args.device)
-    except EncoderError as e:
-        raise InputError(str(e)) from None
-    if note:
-        print(f"streamvid: {note}", file=sys.stderr)
-    try:
-        memory = new_memory(encoder, int(args.memory_mb * 2**20))
-    except ValueError as e:
-        raise InputError(f"--memory-mb {args.memory_mb:g}: {e}") from None
-    watcher = Watcher(encoder, memory, EventDetector())
+    resumed = _open_resume(args) if args.resume else None
+    target = args.save or args.resume
+    if target:
+        _check_save_target(target)
+    info = probe(args.video)
+    path = os.path.abspath(args.video)
+    size = os.path.getsize(args.video)
 
-    show = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.quiet)
-    with _Progress(source, memory, show) as progress:
-        stats = watcher.ingest(source, on_frame=progress.update)
-    warnings = []
-    if source.skipped:
-        warnings.append(f"skipped {source.skipped} corrupt packet(s)/frame(s)")
-    log.info("ingested %d frames in %.1f s (%.1f fps)", stats.frames, stats.seconds, stats.fps)
+    stream = resumed.log if resumed is not None else StreamLog()
+    last = stream.sources[-1] if stream.sources else None
+    fps = args.fps or (last.sampled_fps if last is not None and last.sampled_fps else DEFAULT_FPS)
+    max_side = args.max_side or (last.max_side if last is not None and last.max_side else DEFAULT_MAX_SIDE)
+    start, end = args.start, args.end
+    mode, nothing_new = "new", False
+    if last is not None:
+        mode = "continue" if last.same_video(args.video, size, info.duration) else "append"
+    if mode == "continue":
+        rec = last
+        start = max(start, rec.resume_time(fps))
+        offset = rec.offset or 0.0
+        nothing_new = (info.duration is not None and start >= info.duration - 1e-6) or \
+            (end is not None and end < start - 1e-6)
+        if end is not None and end <= start:
+            end = start + 1e-6
+    else:
+        offset = 0.0
+        if mode == "append":
+            offset = resumed.memory.stats()["last_t"] + 1.0 / fps - start
+            again = [i for i, r in enumerate(stream.sources) if r.same_video(args.video, size, info.duration)]
+            if again:
+                log.warning("%s is already source %d of %s; appending it again after the rest",
+                            args.video, again[0], args.resume)
+        rec = SourceRecord(path=path, size=size, fingerprint=fingerprint(args.video, min(size, FINGERPRINT_BYTES)),
+                           duration=info.duration, fps=info.fps, sampled_fps=fps, max_side=max_side,
+                           offset=offset)
 
-    answers = _answer_all(memory, encoder, args.ask, images, args.top_k)
-    if args.save:
-        save(memory, args.save, metadata={
-            "encoder": encoder.config(),
-            "source": {"path": os.path.abspath(args.video), "duration": source.info.duration,
-                       "fps": source.info.fps, "sampled_fps": args.fps},
-            "position": stats.last_t,
-        })
-        log.info("memory saved to %s", args.save)
-    video = {"path": args.video, "duration": source.info.duration, "fps": source.info.fps,
-             "width": source.info.width, "height": source.info.height, "codec": source.info.codec,
-             "sampled_fps": args.fps, "frames": stats.frames}
-    _emit(args, video, encoder.config(), memory, answers, warnings, stats)
+    if resumed is not None:
+        encoder, memory = resumed.encoder(), resumed.memory
+    else:
+        try:
+            encoder, note = create_encoder(args.encoder or "auto", model=args.model or DEFAULT_MODEL,
+                                           pretrained=args.pretrained or DEFAULT_PRETRAINED,
+                                           weights=args.weights, device=args.device)
+        except EncoderError as e:
+            raise InputError(str(e)) from None
+        if note:
+            print(f"streamvid: {note}", file=sys.stderr)
+        mb = args.memory_mb or DEFAULT_MEMORY_MB
+        try:
+            memory = new_memory(encoder, int(mb * 2**20))
+        except ValueError as e:
+            raise InputError(f"--memory-mb {mb:g}: {e}") from None
+
+    warnings: list[str] = []
+    stats = IngestStats()
+    grid = SamplingGrid(start, fps)
+    interrupted = False
+    answers = []
+    with _sigint_stops(enabled=bool(target)) as stop:
+        if not nothing_new:
+            source = FileSource(args.video, fps=fps, start=start, end=end, max_side=max_side)
+            watcher = Watcher(encoder, memory, EventDetector())
+            show = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.quiet)
+            try:
+                with _Progress(source, memory, show) as progress:
+                    stats = watcher.ingest(grid.track(source), on_frame=progress.update, offset=offset,
+                                           new_segment=mode == "append", stop=stop)
+            except SourceError:
+                if mode != "continue" or source.emitted:
+                    raise
+                nothing_new = True  # the container's duration promised frames that are not there
+            if source.skipped:
+                warnings.append(f"skipped {source.skipped} corrupt packet(s)/frame(s)")
+            log.info("ingested %d frames in %.1f s (%.1f fps)", stats.frames, stats.seconds, stats.fps)
+        if nothing_new:
+            warnings.append(f"nothing new to watch: {args.resume} already holds {args.video} up to "
+                            f"{fmt_time(rec.end or 0.0)}")
+        if stats.frames:
+            rec.add(grid)
+            if mode == "continue":  # the file may have moved or grown since
+                rec.path, rec.size, rec.duration = path, size, info.duration
+                rec.fingerprint = fingerprint(args.video, min(size, FINGERPRINT_BYTES))
+            else:
+                stream.sources.append(rec)
+        interrupted = stats.interrupted or (stop is not None and stop())
+        if not interrupted:
+            answers = _answer_all(memory, encoder, args.ask, images, args.top_k)
+            interrupted = stop is not None and stop()
+        if target and (stats.frames or (target != args.resume and not interrupted)):
+            _save_memory(memory, target, encoder.config(), stream)
+            log.info("memory saved to %s", target)
+
+    if interrupted:
+        if stats.frames:
+            again = f"streamvid watch {args.video} --resume {target}"
+            print(f"streamvid: interrupted: saved the memory to {target} ({stats.frames} new frames, "
+                  f"{args.video} up to {fmt_time(rec.end)}); continue with: {again}", file=sys.stderr)
+        else:
+            print(f"streamvid: interrupted before any frame was ingested; {target} not written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+    index = next((i for i, r in enumerate(stream.sources) if r is rec), None)
+    video = {"path": args.video, "duration": info.duration, "fps": info.fps, "width": info.width,
+             "height": info.height, "codec": info.codec, "sampled_fps": fps, "frames": stats.frames,
+             "offset": offset, "source": index}
+    summary = None
+    if stats.frames:
+        how = {"new": "", "continue": f"; continued from {args.resume}",
+               "append": f"; appended to {args.resume} as source {index} at {fmt_time(rec.t_start or 0.0)}"}[mode]
+        frames_all = memory.stats()["frames_seen"]
+        total = f" ({frames_all} frames in all)" if resumed is not None else ""
+        summary = (f"Watched {args.video} ({fmt_time(grid.first_t)}–{fmt_time(grid.last_t)}, {stats.frames} "
+                   f"frames{how}) with the {encoder.name} encoder; memory {memory.nbytes:,} bytes{total}, "
+                   f"{stats.entered} {'entry' if stats.entered == 1 else 'entries'}, "
+                   f"{stats.left} {'exit' if stats.left == 1 else 'exits'}.")
+    _emit(args, video, encoder.config(), memory, answers, warnings, stats,
+          stream=_stream_doc(stream, mode, args.resume, target), summary=summary)
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _sigint_stops(enabled: bool) -> Iterator:
+    """While enabled, a first Ctrl-C asks ingest to stop cleanly (yields its ``stop`` callable);
+    a second one interrupts at once. Disabled (or off the main thread): yields None."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    requested = threading.Event()
+
+    def handler(signum, frame) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Resumed:
+    """A memory loaded for ``watch --resume``, checked against the command line."""
+
+    def __init__(self, args, memory, meta: dict, log_) -> None:
+        self.args, self.memory, self.meta, self.log = args, memory, meta, log_
+        self.cfg = meta.get("encoder") if isinstance(meta.get("encoder"), dict) else {}
+
+    def encoder(self):
+        from streamvid.models.base import EncoderError
+        from streamvid.models.factory import create_encoder, encoder_from_config
+
+        a = self.args
+        try:
+            if self.cfg.get("name"):
+                enc = encoder_from_config(self.cfg, weights=a.weights, device=a.device)
+            else:  # a memory saved without its encoder's name (by the library): the one asked for
+                enc, _ = create_encoder(a.encoder, model=a.model or DEFAULT_MODEL,
+                                        pretrained=a.pretrained or DEFAULT_PRETRAINED, weights=a.weights,
+                                        device=a.device)
+        except EncoderError as e:
+            raise InputError(f"cannot resume {a.resume}: {e}") from None
+        if enc.dim != self.memory.layout.dim:
+            raise InputError(f"cannot resume {a.resume}: its memory holds {self.memory.layout.dim}-dimensional "
+                             f"tokens, the {enc.name} encoder makes {enc.dim}-dimensional ones")
+        return enc
+
+
+def _open_resume(args) -> _Resumed:
+    """Load ``--resume MEM`` and check that the options do not ask for another encoder or budget."""
+    from streamvid.memory.snapshot import SnapshotError, load
+    from streamvid.pipeline import StreamLog
+
+    try:
+        memory, meta = load(args.resume)
+    except SnapshotError as e:
+        raise InputError(f"cannot resume: {e}") from None
+    r = _Resumed(args, memory, meta, StreamLog.from_metadata(meta, memory.stats()))
+    mem = args.resume
+    budget = memory.layout.budget_bytes
+    if args.memory_mb is not None and int(args.memory_mb * 2**20) != budget:
+        raise InputError(f"--memory-mb {args.memory_mb:g}: the budget of {mem} is {budget / 2**20:g} MiB "
+                         f"({budget:,} bytes), fixed when it was made (leave --memory-mb out)")
+    name = r.cfg.get("name")
+    if name is None:
+        if args.encoder in (None, "auto"):
+            raise InputError(f"{mem} does not say which encoder made it: give --encoder clip or classic")
+        return r
+    if args.encoder not in (None, "auto") and args.encoder != name:
+        raise InputError(f"--encoder {args.encoder}: {mem} was made with the {name} encoder, and a memory "
+                         "keeps its encoder (leave --encoder out)")
+    if name == "clip":
+        for opt, value, saved in (("--model", args.model, r.cfg.get("model")),
+                                  ("--pretrained", args.pretrained, r.cfg.get("pretrained"))):
+            if value is not None and not _same_name(value, saved):
+                raise InputError(f"{opt} {value}: {mem} was made with the clip encoder's {saved}, and a memory "
+                                 f"keeps its encoder (leave {opt} out)")
+    else:
+        for opt, value in (("--model", args.model), ("--pretrained", args.pretrained), ("--weights", args.weights)):
+            if value is not None:
+                raise InputError(f"{opt} {value} asks for CLIP, but {mem} was made with the {name} encoder, "
+                                 f"and a memory keeps its encoder (leave {opt} out)")
+    return r
+
+
+def _same_name(a, b) -> bool:
+    """The same model name or pretrained tag, or the same file under two spellings."""
+    if a == b:
+        return True
+    try:
+        return b is not None and os.path.isfile(a) and os.path.isfile(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _save_memory(memory, target: str, encoder_cfg: dict, stream) -> None:
+    """Save atomically with the metadata ``watch --resume`` and ``ask`` read (see README)."""
+    from streamvid.memory.snapshot import SnapshotError, save
+
+    cur = stream.sources[-1] if stream.sources else None
+    meta = {
+        "encoder": encoder_cfg,
+        "budget_bytes": memory.layout.budget_bytes,
+        "source": {"path": cur.path, "duration": cur.duration, "fps": cur.fps,
+                   "sampled_fps": cur.sampled_fps} if cur is not None else {},
+        "position": cur.end if cur is not None else None,
+        "stream": {**stream.to_json(), "detector": "not saved: a resumed run starts a fresh event detector"},
+    }
+    existed = os.path.exists(target)
+    try:
+        save(memory, target, metadata=meta)
+    except (OSError, SnapshotError) as e:
+        kept = "the previous file is unchanged" if existed else "nothing was written"
+        raise StreamvidError(f"cannot save the memory to {target}: "
+                             f"{getattr(e, 'strerror', None) or e}; {kept}") from None
+
+
+def _stream_doc(stream, mode: str | None, resumed_from: str | None, saved_to: str | None) -> dict:
+    sources = stream.to_json()["sources"]
+    for i, s in enumerate(sources):
+        s["index"] = i
+    return {"mode": mode, "resumed_from": resumed_from, "saved_to": saved_to, "sources": sources}
 
 
 class _Progress:
@@ -220,6 +448,7 @@ class _Progress:
 
 def cmd_ask(args) -> int:
     from streamvid.memory.snapshot import SnapshotError, load
+    from streamvid.pipeline import StreamLog
 
     if not args.question and not args.image:
         raise InputError("give a question or --image PATH")
@@ -232,7 +461,9 @@ def cmd_ask(args) -> int:
     answers = _answer_all(memory, encoder, args.question, images, args.top_k)
     src = meta.get("source", {})
     video = {"path": src.get("path"), "duration": src.get("duration"), "fps": src.get("fps")}
-    _emit(args, video, meta.get("encoder", {}), memory, answers, [], None)
+    stream = StreamLog.from_metadata(meta, memory.stats())
+    _emit(args, video, meta.get("encoder", {}), memory, answers, [], None,
+          stream=_stream_doc(stream, None, None, None))
     return EXIT_OK
 
 
@@ -291,28 +522,46 @@ def _write_thumbs(memory, answers, out_dir: str, stem: str) -> None:
             m.thumbnail = written[m.thumb_id]
 
 
-def _emit(args, video: dict, encoder_cfg: dict, memory, answers, warnings, stats) -> None:
+def _source_of(sources: list[dict], t: float) -> dict | None:
+    """The source record (of ``_stream_doc``) whose span on the memory's timeline holds ``t``."""
+    found = None
+    for s in sources:
+        if s.get("t_start") is not None and s["t_start"] <= t + 1e-6:
+            found = s
+    return found if found is not None else (sources[0] if sources else None)
+
+
+def _emit(args, video: dict, encoder_cfg: dict, memory, answers, warnings, stats, *,
+          stream: dict | None = None, summary: str | None = None) -> None:
     stem = os.path.splitext(os.path.basename(str(video.get("path") or "memory")))[0] or "memory"
     try:
         _write_thumbs(memory, answers, args.out, stem)
     except OSError as e:
         warnings.append(f"thumbnails not written to {args.out}: {e.strerror or e}")
+    sources = stream["sources"] if stream is not None else []
+    several = len(sources) > 1  # then times are on the memory's timeline: say which source each is in
     if args.json:
         doc = {"video": video, "encoder": encoder_cfg, "memory": memory.stats(),
                "answers": [a.to_json() for a in answers], "warnings": warnings}
+        if stream is not None:
+            doc["stream"] = stream
         if stats is not None:
             doc["ingest"] = {"frames": stats.frames, "seconds": round(stats.seconds, 3),
                              "fps": round(stats.fps, 2), "entered": stats.entered, "left": stats.left}
+        if several:
+            for a in doc["answers"]:
+                for m in a["moments"]:
+                    src = _source_of(sources, m["t"])
+                    m["source"] = src["index"]
+                    off = src.get("offset")
+                    m["source_t"] = round(m["t"] - off, 3) if off is not None else None
         json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
         return
     for w in warnings:
         print(f"streamvid: warning: {w}", file=sys.stderr)
-    if stats is not None:
-        st = memory.stats()
-        print(f"Watched {video['path']} ({fmt_time(stats.first_t or 0)}–{fmt_time(stats.last_t or 0)}, "
-              f"{stats.frames} frames) with the {encoder_cfg.get('name')} encoder; memory "
-              f"{st['bytes']:,} bytes, {stats.entered} entries, {stats.left} exits.")
+    if summary is not None:
+        print(summary)
     for a in answers:
         print(f"\nQ: {a.question}")
         print(f"A: {a.answer}")
@@ -320,7 +569,13 @@ def _emit(args, video: dict, encoder_cfg: dict, memory, answers, warnings, stats
             when = fmt_time(m.t) if m.end - m.start < 0.05 else f"{fmt_time(m.start)}–{fmt_time(m.end)}"
             extra = f"  {m.description}" if m.description else ""
             thumb = f"  [{m.thumbnail}]" if m.thumbnail else ""
-            print(f"   - {m.event:8s} {when}  score {m.score:.2f}{extra}{thumb}")
+            where = ""
+            if several:
+                src = _source_of(sources, m.t)
+                name = os.path.basename(src["path"]) if src.get("path") else f"source {src['index']}"
+                off = src.get("offset")
+                where = f"  ({name} at {fmt_time(m.t - off)})" if off is not None else f"  ({name})"
+            print(f"   - {m.event:8s} {when}  score {m.score:.2f}{extra}{where}{thumb}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,11 +3,21 @@
 ``Watcher.ingest(frames)`` feeds every frame through the encoder (in batches) and the detector,
 updates the memory and pins the detector's entries and exits in it with a description, an
 embedding and a thumbnail. Nothing here grows with the length of the video.
+
+A memory can hold several stream *sources* one after the other (``watch --resume``): each source's
+frames go on the memory's timeline at ``source time + offset``. :class:`StreamLog` is the list of
+sources with their offsets that a snapshot keeps in its metadata, :func:`fingerprint` identifies a
+video file, and :class:`SamplingGrid` follows the ``--fps`` grid so a resumed run continues it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
+import math
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +37,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class IngestStats:
+    """What one :meth:`Watcher.ingest` did. Times are on the memory's timeline (source time + offset)."""
+
     frames: int = 0
     seconds: float = 0.0  # wall-clock time spent
     first_t: float | None = None
@@ -34,6 +46,7 @@ class IngestStats:
     entered: int = 0
     left: int = 0
     warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False  # stopped early by ``stop`` (or a KeyboardInterrupt from the frames)
 
     @property
     def fps(self) -> float:
@@ -88,14 +101,31 @@ class Watcher:
         self.batch_size = batch_size
         self.thumb_height = thumb_height
         self._descriptions: OrderedDict[int, str] = OrderedDict()  # track id → description (bounded)
+        # A resumed memory already holds events of earlier runs, whose detectors numbered their
+        # tracks from 1 too: this run's track ids start after theirs, so visits never mix runs.
+        used = memory.ev_used
+        self._track_base = max(0, int(memory.ev_track_id[used].max())) if bool(used.any()) else 0
 
-    def ingest(self, frames: Iterable[Frame], on_frame: Callable[[Frame], None] | None = None) -> IngestStats:
+    def ingest(self, frames: Iterable[Frame], on_frame: Callable[[Frame], None] | None = None, *,
+               offset: float = 0.0, new_segment: bool = False,
+               stop: Callable[[], bool] | None = None) -> IngestStats:
+        """Feed ``frames`` through the encoder, the detector and the memory; flush the detector.
+
+        ``offset`` is added to every frame's time (a source appended to a memory that already holds
+        earlier content); ``new_segment`` makes the first frame open a new timeline segment (the
+        join between two sources). With ``stop`` (a callable), ingest ends cleanly before the next
+        frame once ``stop()`` is true, and a ``KeyboardInterrupt`` raised by ``frames`` also ends
+        it: the frames taken so far are all ingested, the detector is flushed as at the end of a
+        stream, and ``stats.interrupted`` is set. Without ``stop`` a KeyboardInterrupt propagates.
+        """
         stats = IngestStats()
         t0 = time.perf_counter()
-        for batch in _batches(frames, self.batch_size):
+        first = new_segment
+        for batch in _batches(self._frames(frames, offset, stop, stats), self.batch_size):
             encoded = self.encoder.encode_frames([f.rgb for f in batch])
             for frame, enc in zip(batch, encoded):
-                self._step(frame, enc, stats)
+                self._step(frame, enc, stats, boundary=first)
+                first = False
                 if on_frame is not None:
                     on_frame(frame)
         for det in self.detector.finish():
@@ -103,12 +133,31 @@ class Watcher:
         stats.seconds = time.perf_counter() - t0
         return stats
 
-    def _step(self, frame: Frame, enc, stats: IngestStats) -> None:
+    @staticmethod
+    def _frames(frames: Iterable[Frame], offset: float, stop: Callable[[], bool] | None,
+                stats: IngestStats) -> Iterator[Frame]:
+        it = iter(frames)
+        while True:
+            if stop is not None and stop():
+                stats.interrupted = True
+                return
+            try:
+                frame = next(it)
+            except StopIteration:
+                return
+            except KeyboardInterrupt:
+                if stop is None or stop():  # not interruptible, or a second Ctrl-C: stop at once
+                    raise
+                stats.interrupted = True
+                return
+            yield dataclasses.replace(frame, t=frame.t + offset) if offset else frame
+
+    def _step(self, frame: Frame, enc, stats: IngestStats, boundary: bool = False) -> None:
         out = self.detector.update(frame)
         max_bytes = self.memory.layout.thumb_bytes
         self.memory.update(frame.t, enc, out.signals.as_list(),
                            thumb=lambda: encode_jpeg(frame.rgb, height=self.thumb_height, max_bytes=max_bytes),
-                           boundary=out.boundary or out.activity_changed)
+                           boundary=boundary or out.boundary or out.activity_changed)
         stats.frames += 1
         stats.first_t = frame.t if stats.first_t is None else stats.first_t
         stats.last_t = frame.t
@@ -131,10 +180,201 @@ class Watcher:
         view = det.context if det.context is not None and det.context.size else det.crop
         thumb = encode_jpeg(view, height=self.thumb_height, max_bytes=self.memory.layout.thumb_bytes) \
             if has_crop else None
+        track_id = det.track_id + self._track_base if det.track_id >= 0 else det.track_id
         self.memory.pin(det.t, det.event, emb, det.description, thumb, score=det.confidence,
-                        track_id=det.track_id, bbox=det.bbox)
+                        track_id=track_id, bbox=det.bbox)
         if det.event == "entered":
             stats.entered += 1
         elif det.event == "left":
             stats.left += 1
         log.info("%s at %.1f s: %s", det.event, det.t, det.description)
+
+
+# ---------------------------------------------------------------------- stream sources (--resume)
+FINGERPRINT_BYTES = 1 << 20
+"""A video file is identified by the SHA-256 of its first ``min(size, FINGERPRINT_BYTES)`` bytes."""
+
+MAX_SOURCES = 64  # source records a snapshot keeps; older ones are merged into one (see StreamLog)
+SOURCES_BYTES = 16 * 1024  # most bytes the source records take in a snapshot's JSON metadata
+
+
+def fingerprint(path: str, nbytes: int = FINGERPRINT_BYTES) -> str:
+    """``"sha256:<hex>"`` of the first ``nbytes`` bytes of the file at ``path`` (all of it when shorter)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        left = nbytes
+        while left > 0:
+            chunk = f.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class SamplingGrid:
+    """Follows the sampling grid of :class:`~streamvid.sources.FileSource` over the frames it emits.
+
+    ``next_t`` is the source time of the grid point after the last frame seen: a resumed run that
+    starts there samples the frames one uninterrupted run would have. ``first_t``/``last_t``/``frames``
+    describe the frames seen (source times).
+    """
+
+    def __init__(self, start: float, fps: float | None) -> None:
+        self.step = 1.0 / fps if fps else 0.0
+        self.next_t = float(start)
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        self.frames = 0
+
+    def observe(self, t: float) -> None:
+        self.first_t = t if self.first_t is None else self.first_t
+        self.last_t = t
+        self.frames += 1
+        if not self.step:  # every frame: anything after this one
+            self.next_t = t + 1e-3
+            return
+        self.next_t += self.step  # the same arithmetic as FileSource
+        if self.next_t <= t:  # after a gap the grid restarts from the frame
+            self.next_t = t + self.step
+
+    def track(self, frames: Iterable[Frame]) -> Iterator[Frame]:
+        """``frames``, observed as they are taken."""
+        for f in frames:
+            self.observe(f.t)
+            yield f
+
+
+@dataclass
+class SourceRecord:
+    """One source of a memory's stream, as its snapshot keeps it.
+
+    ``offset`` maps times: memory time = source time + offset. ``start``/``end`` are the source
+    times of the first and last frames ingested from it, ``t_start``/``t_end`` the same on the
+    memory's timeline; ``next_t`` is where a resumed run continues (the next ``--fps`` grid point).
+    ``merged > 1``: a record standing for that many older sources, compacted to keep the snapshot's
+    size fixed (no path, offset or source times; ``t_start``/``t_end`` still bound them).
+    """
+
+    path: str | None
+    size: int | None = None  # bytes when it was last read
+    fingerprint: str | None = None  # see FINGERPRINT_BYTES
+    duration: float | None = None
+    fps: float | None = None  # native frame rate
+    sampled_fps: float | None = None  # --fps
+    max_side: int | None = None
+    offset: float | None = 0.0
+    start: float | None = None
+    end: float | None = None
+    next_t: float | None = None
+    frames: int = 0
+    t_start: float | None = None
+    t_end: float | None = None
+    merged: int = 1
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> SourceRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def same_video(self, path: str, size: int, duration: float | None) -> bool:
+        """Whether the file at ``path`` is this source.
+
+        With a fingerprint: the file starts with the same bytes (the first ``min(size, 1 MiB)`` of
+        it when recorded) and is at least as large (a recording that grew since is the same
+        video), wherever it is now. Snapshots without one (older streamvid): the same absolute
+        path and duration.
+        """
+        if self.merged > 1:
+            return False
+        if self.fingerprint and self.size is not None:
+            if size < self.size:
+                return False
+            return fingerprint(path, min(self.size, FINGERPRINT_BYTES)) == self.fingerprint
+        if self.path is None or os.path.abspath(path) != self.path:
+            return False
+        if self.duration is None or duration is None:
+            return self.duration is None and duration is None
+        return abs(self.duration - duration) < 1e-3
+
+    def resume_time(self, fps: float) -> float:
+        """Source time where a run continuing this source starts."""
+        if self.next_t is not None:
+            return self.next_t
+        step = 1.0 / (self.sampled_fps or fps)  # older snapshots: the grid from the first frame
+        start = self.start or 0.0
+        end = self.end if self.end is not None else start - step
+        return start + (math.floor((end - start + 1e-6) / step) + 1) * step
+
+    def add(self, grid: SamplingGrid) -> None:
+        """Account for the frames a run ingested from this source (``grid`` observed them)."""
+        if not grid.frames:
+            return
+        if self.start is None:
+            self.start = grid.first_t
+            self.t_start = grid.first_t + (self.offset or 0.0)
+        self.end = grid.last_t
+        self.t_end = grid.last_t + (self.offset or 0.0)
+        self.next_t = grid.next_t
+        self.frames += grid.frames
+
+
+def _merge(a: SourceRecord, b: SourceRecord) -> SourceRecord:
+    return SourceRecord(path=None, offset=None, frames=a.frames + b.frames, t_start=a.t_start,
+                        t_end=b.t_end, merged=a.merged + b.merged)
+
+
+def _json_bytes(obj) -> int:
+    """Bytes ``obj`` takes as JSON inside a snapshot's header (where it is itself a JSON string)."""
+    return len(json.dumps(json.dumps(obj)))
+
+
+@dataclass
+class StreamLog:
+    """The sources a memory holds, in time order (what ``watch --resume`` continues or appends to)."""
+
+    sources: list[SourceRecord] = field(default_factory=list)
+
+    @classmethod
+    def from_metadata(cls, meta: dict, mem_stats: dict) -> StreamLog:
+        """The log of a snapshot's metadata; older snapshots (one source, no ``"stream"``) too."""
+        stream = meta.get("stream")
+        if isinstance(stream, dict) and isinstance(stream.get("sources"), list):
+            return cls([SourceRecord.from_json(d) for d in stream["sources"] if isinstance(d, dict)])
+        if not mem_stats.get("frames_seen"):
+            return cls([])
+        src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+        first, last = mem_stats["first_t"], mem_stats["last_t"]
+        position = meta.get("position")
+        end = float(position) if isinstance(position, (int, float)) else last
+        return cls([SourceRecord(path=src.get("path"), duration=src.get("duration"), fps=src.get("fps"),
+                                 sampled_fps=src.get("sampled_fps"), offset=0.0, start=first, end=end,
+                                 frames=int(mem_stats["frames_seen"]), t_start=first, t_end=last)])
+
+    def source_of(self, t: float) -> int | None:
+        """Index of the source whose span on the memory's timeline holds time ``t``."""
+        found = None
+        for i, rec in enumerate(self.sources):
+            if rec.t_start is not None and rec.t_start <= t + 1e-6:
+                found = i
+        return 0 if found is None and self.sources else found
+
+    def to_json(self, max_bytes: int = SOURCES_BYTES) -> dict:
+        """``{"sources": [...]}``, the oldest records merged while there are more than
+        :data:`MAX_SOURCES` or they take more than ``max_bytes``; the last is never merged (a
+        resumed run continues it) but loses its path's folders if it alone is too large."""
+        recs = list(self.sources)
+
+        def size() -> int:
+            return _json_bytes([r.to_json() for r in recs])
+
+        while len(recs) > 2 and (len(recs) > MAX_SOURCES or size() > max_bytes):
+            recs[:2] = [_merge(recs[0], recs[1])]
+        if len(recs) == 2 and size() > max_bytes:
+            recs[:2] = [dataclasses.replace(recs[0], path=None), recs[1]]
+        if size() > max_bytes and recs[-1].path:
+            recs[-1] = dataclasses.replace(recs[-1], path=os.path.basename(recs[-1].path)[:255])
+        return {"sources": [r.to_json() for r in recs]}

@@ -2,6 +2,10 @@
 
 The file holds every buffer under its name, and in the safetensors metadata one JSON string under
 ``"streamvid"``: ``{"format_version", "layout", "config", "metadata"}``.
+
+The file's size is fixed by the memory's layout: the safetensors header is padded with spaces (as
+the safetensors format allows) to room for :data:`HEADER_BYTES` bytes of that JSON string, so saving
+the same memory again with other metadata (a longer stream, more sources) never changes its size.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from streamvid.memory.layout import MemoryLayout
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+HEADER_BYTES = 32 * 1024
+"""Room in a snapshot for the ``"streamvid"`` JSON string (as escaped in the safetensors header)."""
 
 
 class SnapshotError(ValueError):
@@ -42,11 +48,13 @@ def save(mem: DeltaMem, path: str | os.PathLike, metadata: dict | None = None) -
         "metadata": metadata or {},
     }
     tensors = {name: t.detach().cpu().contiguous() for name, t in mem.buffers().items()}
-    blob = st_save(tensors, metadata={"streamvid": json.dumps(header)})
+    text = json.dumps(header, separators=(",", ":"))  # ASCII: any path survives, escaped
+    blob = _fixed_size(st_save(tensors, metadata={"streamvid": text}), text)
 
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, _file_mode(path))  # mkstemp makes it 0600: keep the old file's mode, or the umask's
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
             f.flush()
@@ -57,6 +65,32 @@ def save(mem: DeltaMem, path: str | os.PathLike, metadata: dict | None = None) -
             os.unlink(tmp)
         raise
     log.debug("saved memory snapshot %s (%d bytes)", path, len(blob))
+
+
+def _file_mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fixed_size(blob: bytes, text: str) -> bytes:
+    """``blob`` (a safetensors file whose metadata holds ``text``) with its header padded so that
+    the file's size depends on the tensors' layout only: the header keeps :data:`HEADER_BYTES` for
+    ``text``. Raises :class:`SnapshotError` when ``text`` needs more."""
+    n = int.from_bytes(blob[:8], "little")
+    head = blob[8 : 8 + n].rstrip(b" ")
+    escaped = json.dumps(text)[1:-1].encode("ascii")  # as the header holds it
+    if escaped not in head:  # not the header this function expects: leave it as it is
+        log.warning("unexpected safetensors header; the snapshot is not padded to a fixed size")
+        return blob
+    if len(escaped) > HEADER_BYTES:
+        raise SnapshotError(f"snapshot metadata of {len(escaped)} bytes exceeds the {HEADER_BYTES} bytes reserved")
+    room = len(head) - len(escaped) + HEADER_BYTES
+    room += -room % 8  # safetensors keeps the tensor data 8-byte aligned
+    return room.to_bytes(8, "little") + head.ljust(room, b" ") + blob[8 + n :]
 
 
 def is_snapshot(path: str | os.PathLike) -> bool:
