@@ -162,14 +162,13 @@ def cmd_watch(args) -> int:
     from streamvid.pipeline import (
         FINGERPRINT_BYTES,
         IngestStats,
-        SamplingGrid,
         SourceRecord,
         StreamLog,
         Watcher,
         fingerprint,
         new_memory,
     )
-    from streamvid.sources import FileSource
+    from streamvid.sources import FileSource, SamplingGrid
     from streamvid.sources.file import SourceError, probe
 
     images = [(p, _read_image(p)) for p in args.ask_image]  # bad input fails before any work

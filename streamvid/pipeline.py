@@ -7,7 +7,7 @@ embedding and a thumbnail. Nothing here grows with the length of the video.
 A memory can hold several stream *sources* one after the other (``watch --resume``): each source's
 frames go on the memory's timeline at ``source time + offset``. :class:`StreamLog` is the list of
 sources with their offsets that a snapshot keeps in its metadata, :func:`fingerprint` identifies a
-video file, and :class:`SamplingGrid` follows the ``--fps`` grid so a resumed run continues it.
+video file, and :class:`~streamvid.sources.SamplingGrid` follows the ``--fps`` grid so a resumed run continues it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch
 from streamvid.events import EventDetector
 from streamvid.memory import DeltaMem, MemoryLayout
 from streamvid.models.base import Encoder
+from streamvid.sources import SamplingGrid
 from streamvid.types import Detection, Frame
 
 log = logging.getLogger(__name__)
@@ -210,39 +211,6 @@ def fingerprint(path: str, nbytes: int = FINGERPRINT_BYTES) -> str:
             h.update(chunk)
             left -= len(chunk)
     return "sha256:" + h.hexdigest()
-
-
-class SamplingGrid:
-    """Follows the sampling grid of :class:`~streamvid.sources.FileSource` over the frames it emits.
-
-    ``next_t`` is the source time of the grid point after the last frame seen: a resumed run that
-    starts there samples the frames one uninterrupted run would have. ``first_t``/``last_t``/``frames``
-    describe the frames seen (source times).
-    """
-
-    def __init__(self, start: float, fps: float | None) -> None:
-        self.step = 1.0 / fps if fps else 0.0
-        self.next_t = float(start)
-        self.first_t: float | None = None
-        self.last_t: float | None = None
-        self.frames = 0
-
-    def observe(self, t: float) -> None:
-        self.first_t = t if self.first_t is None else self.first_t
-        self.last_t = t
-        self.frames += 1
-        if not self.step:  # every frame: anything after this one
-            self.next_t = t + 1e-3
-            return
-        self.next_t += self.step  # the same arithmetic as FileSource
-        if self.next_t <= t:  # after a gap the grid restarts from the frame
-            self.next_t = t + self.step
-
-    def track(self, frames: Iterable[Frame]) -> Iterator[Frame]:
-        """``frames``, observed as they are taken."""
-        for f in frames:
-            self.observe(f.t)
-            yield f
 
 
 @dataclass

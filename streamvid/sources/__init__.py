@@ -1,5 +1,5 @@
 """Frame sources: they know frames and times, not models."""
 
-from streamvid.sources.file import FileSource, SourceError, probe
+from streamvid.sources.file import FileSource, SamplingGrid, SourceError, probe
 
-__all__ = ["FileSource", "SourceError", "probe"]
+__all__ = ["FileSource", "SamplingGrid", "SourceError", "probe"]

@@ -6,7 +6,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 
 import av
@@ -77,6 +77,44 @@ def _info(path: str, container, stream) -> VideoInfo:
         height=int(stream.codec_context.height),
         codec=stream.codec_context.name,
     )
+
+
+class SamplingGrid:
+    """The ``--fps`` sampling grid: which frames :class:`FileSource` takes, and where a run stopped.
+
+    A frame is taken when its time reaches ``next_t``; the grid then moves one step on (or, after a
+    gap, restarts from that frame).     ``next_t`` is the source time of the grid point after the last frame seen: a resumed run that
+    starts there samples the frames one uninterrupted run would have. ``first_t``/``last_t``/``frames``
+    describe the frames seen (source times).
+    """
+
+    def __init__(self, start: float, fps: float | None) -> None:
+        self.step = 1.0 / fps if fps else 0.0
+        self.next_t = float(start)
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        self.frames = 0
+
+    def wants(self, t: float) -> bool:
+        """Whether a frame at source time ``t`` is on the grid (not before ``next_t``)."""
+        return t + 1e-6 >= self.next_t
+
+    def observe(self, t: float) -> None:
+        self.first_t = t if self.first_t is None else self.first_t
+        self.last_t = t
+        self.frames += 1
+        if not self.step:  # every frame: anything after this one
+            self.next_t = t + 1e-3
+            return
+        self.next_t += self.step
+        if self.next_t <= t:  # after a gap the grid restarts from the frame
+            self.next_t = t + self.step
+
+    def track(self, frames: Iterable[Frame]) -> Iterator[Frame]:
+        """``frames``, observed as they are taken."""
+        for f in frames:
+            self.observe(f.t)
+            yield f
 
 
 class FileSource:
@@ -193,8 +231,7 @@ class FileSource:
             native = self.info.fps or 25.0
             if self.start > 0:
                 container.seek(int((self.start + origin) / tb), stream=stream, backward=True)
-            step = 1.0 / self.fps if self.fps else 0.0
-            next_t = self.start
+            grid = SamplingGrid(self.start, self.fps)
             w, h = self._out_size()
             index = 0
             for packet in container.demux(stream):
@@ -216,11 +253,9 @@ class FileSource:
                         continue
                     if self.end is not None and t > self.end + 1e-6:
                         return
-                    if t + 1e-6 < next_t:
+                    if not grid.wants(t):
                         continue
-                    next_t = (next_t + step) if step else t
-                    if step and next_t <= t:  # after a gap, resume the grid from here
-                        next_t = t + step
+                    grid.observe(t)
                     try:
                         rgb = f.to_ndarray(format="rgb24", width=w, height=h)
                     except (av.FFmpegError, ValueError) as e:
