@@ -430,3 +430,31 @@ def test_bench_table(bench):
     rows = [bench.Row("fp16", 1, 64, 256, 512, 12.5, 100.0, 3.5, 40.0, 5e-7, 20.0)]
     table = bench.markdown_table(rows, card="Some GPU", copy_gbs=2000.0)
     assert "Some GPU" in table and "| fp16 |" in table and "2000" in table
+
+
+@pytest.mark.slow
+def test_watch_gives_the_same_answers_through_the_triton_backend(device, monkeypatch, tmp_path, capsys):
+    """The whole `watch` path with the memory's kernels on Triton (the interpreter here) answers as
+    with the reference: same events, same times, scores within tolerance."""
+    import json
+
+    from streamvid import synth
+    from streamvid.cli import main
+
+    video = tmp_path / "v.mp4"
+    synth.write_video(video, synth.crossing_scene(width=160, height=120, duration=5.0, t_in=0.5, t_out=4.0))
+    docs = {}
+    for backend in ("reference", "triton"):
+        monkeypatch.setenv("STREAMVID_KERNELS", backend)
+        code = main(["watch", str(video), "--encoder", "classic", "--fps", "2", "--ask", "who entered?",
+                     "--ask", "red", "--json", "--out", str(tmp_path / backend)])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        docs[backend] = json.loads(out)
+    ref, tri = docs["reference"], docs["triton"]
+    assert tri["memory"]["slots_used"] == ref["memory"]["slots_used"]
+    for a, b in zip(ref["answers"], tri["answers"], strict=True):
+        assert [(m["event"], m["t"], m["start"], m["end"]) for m in a["moments"]] == \
+            [(m["event"], m["t"], m["start"], m["end"]) for m in b["moments"]]
+        for ma, mb in zip(a["moments"], b["moments"], strict=True):
+            assert ma["score"] == pytest.approx(mb["score"], abs=1e-3)
