@@ -153,12 +153,14 @@ def delta_merge(
     importance: torch.Tensor,
     novelty: torch.Tensor,
     g_min: float,
+    gate: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Gated grouped merge of tokens into slots, in place on ``k``, ``count`` and ``importance``.
 
     ``x [B, N, D]``, ``idx [B, N]`` int64 (-1: skip), ``k [B, M, D]`` float32, ``count [B, M]``
     int32/int64, ``importance [B, M]`` float32 (the three contiguous), ``novelty [B, N]`` → tokens
-    merged per slot ``[B, M]`` int64. See :func:`delta_merge_ref` for the definition.
+    merged per slot ``[B, M]`` int64. ``gate [B, M]`` float32 or ``None``: a given per-slot gate
+    (NaN: the closed form), e.g. from a learned gate. See :func:`delta_merge_ref` for the definition.
     """
     if x.ndim != 3 or k.ndim != 3:
         raise ValueError(f"x and k must be [B, N, D] and [B, M, D], got {list(x.shape)} and {list(k.shape)}")
@@ -181,6 +183,12 @@ def delta_merge(
             raise ValueError(f"{name} is updated in place and must be contiguous")
     if not 0.0 <= g_min <= 1.0:
         raise ValueError(f"g_min must be in [0, 1], got {g_min}")
+    if gate is not None:
+        _check_shape("gate", gate, (B, M))
+        _check_dtype("gate", gate, (torch.float32,))
+        _check_device(x.device, gate=gate)
     if _use_triton(x):
-        return _kernels[1](x, idx, k, count, importance, novelty, g_min)
-    return delta_merge_ref(x, idx, k, count, importance, novelty, g_min)
+        if gate is None:
+            return _kernels[1](x, idx, k, count, importance, novelty, g_min)
+        return _kernels[1](x, idx, k, count, importance, novelty, g_min, gate=gate)
+    return delta_merge_ref(x, idx, k, count, importance, novelty, g_min, gate=gate)

@@ -284,8 +284,9 @@ build(A._delta_assign_combine_kernel, {"pbest_ptr": "*fp32", "pidx_ptr": "*i64",
 for xd, cnt, bt, bd, one in (("fp16", "*i32", 8, 512, True), ("fp32", "*i64", 16, 128, False)):
     types = {"x_ptr": "*" + xd, "nov_ptr": "*" + xd, "order_ptr": "*i64", "sorted_ptr": "*i64",
              "ends_ptr": "*i64", "k_ptr": "*fp32", "count_ptr": cnt, "imp_ptr": "*fp32", "n_ptr": "*i64",
-             "g_min": "fp32"}
-    build(Mg._delta_merge_kernel, types, {"BLOCK_T": bt, "BLOCK_D": bd, "ONE_CHUNK": one}, ["sxd"], ["x_ptr"],
+             "gate_ptr": "*fp32", "g_min": "fp32"}
+    build(Mg._delta_merge_kernel, types, {"BLOCK_T": bt, "BLOCK_D": bd, "ONE_CHUNK": one, "HAS_GATE": one},
+          ["sxd"], ["x_ptr"],
           num_warps=4)
 print("compiled")
 """

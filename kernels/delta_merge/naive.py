@@ -13,6 +13,7 @@ def delta_merge_ref(
     importance: torch.Tensor,
     novelty: torch.Tensor,
     g_min: float,
+    gate: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Merge tokens into their slots in place, one gated step per slot.
 
@@ -45,6 +46,10 @@ def delta_merge_ref(
             of shape `[B, N]`: the novelty of each token.
         g_min (float):
             the gate floor, in ``[0, 1]``.
+        gate (torch.Tensor, optional):
+            float32 of shape `[B, M]`: a given gate ``g_j`` per slot (e.g. from a learned
+            :class:`~streamvid.models.gates.GateNet`), used as is in place of the closed form;
+            NaN entries (and ``gate=None``) use the closed form above.
 
     Returns:
         n (torch.Tensor):
@@ -74,7 +79,11 @@ def delta_merge_ref(
 
     nf = n_hit.float()
     kf, cf = k.view(B * M, D), count.view(B * M)
-    gate = (nf / (cf[hit].float() + nf)).clamp_min(g_min)
+    gate_h = (nf / (cf[hit].float() + nf)).clamp_min(g_min)
+    if gate is not None:
+        given = gate.reshape(B * M)[hit].float()
+        gate_h = torch.where(torch.isnan(given), gate_h, given)
+    gate = gate_h
     old = kf[hit]
     new = old + gate[:, None] * (sums / nf[:, None] - old)
     kf[hit] = new / new.norm(dim=-1, keepdim=True).clamp_min(1e-12)

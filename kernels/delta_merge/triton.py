@@ -36,13 +36,14 @@ __all__ = ["delta_merge_triton", "delta_merge_fwd"]
 @triton.jit
 def _delta_merge_kernel(
     x_ptr, nov_ptr, order_ptr, sorted_ptr, ends_ptr,
-    k_ptr, count_ptr, imp_ptr, n_ptr,
+    k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
     N, D, BM, g_min,
     sxb, sxn, sxd,
     snb, snn,
     BLOCK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     ONE_CHUNK: tl.constexpr,
+    HAS_GATE: tl.constexpr,
 ):
     """Program ``p``: if sorted position ``p`` starts the run of a slot, merge that run into it."""
     p = tl.program_id(0).to(tl.int64)
@@ -66,6 +67,9 @@ def _delta_merge_kernel(
 
         cnt = tl.load(count_ptr + slot)
         g = tl.maximum(tl.div_rn(nf, cnt.to(tl.float32) + nf), g_min)
+        if HAS_GATE:  # a given gate (NaN: keep the closed form)
+            given = tl.load(gate_ptr + slot)
+            g = tl.where(given == given, given, g)
         k_row = k_ptr + slot * D
 
         if ONE_CHUNK:
@@ -135,6 +139,7 @@ def delta_merge_fwd(
     block_t: int | None = None,
     block_d: int | None = None,
     num_warps: int | None = None,
+    gate: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Host wrapper: grouping (stable sort by slot), allocation, grid. No argument checks.
 
@@ -143,6 +148,7 @@ def delta_merge_fwd(
             `[B, M, D]`; count: contiguous int32/int64 `[B, M]`; importance: contiguous float32
             `[B, M]`; novelty: `[B, N]`; g_min: the gate floor.
         out: optional contiguous int64 `[B, M]` for ``n`` (zeroed, then written).
+        gate: optional float32 `[B, M]`: given per-slot gates (NaN: the closed form).
         block_t, block_d: token tile and ``D`` chunk (powers of two); ``None``: chosen here.
     Returns:
         n: int64 `[B, M]`, the tokens merged into each slot.
@@ -171,15 +177,18 @@ def delta_merge_fwd(
     BLOCK_T = block_t or max(1, min(16, 4096 // BLOCK_D))
     if num_warps is None:
         num_warps = 4 if BLOCK_D * BLOCK_T <= 4096 else 8
+    if gate is not None:
+        gate = gate.contiguous()
     _delta_merge_kernel[(B * N,)](
         x, novelty, order, sorted_flat, ends,
-        k, count, importance, n,
+        k, count, importance, n, gate if gate is not None else importance,
         N, D, BM, float(g_min),
         x.stride(0), x.stride(1), x.stride(2),
         novelty.stride(0), novelty.stride(1),
         BLOCK_T=BLOCK_T,
         BLOCK_D=BLOCK_D,
         ONE_CHUNK=D <= BLOCK_D,
+        HAS_GATE=gate is not None,
         num_warps=num_warps,
     )
     return n
@@ -199,6 +208,7 @@ def delta_merge_triton(
     *,
     out: torch.Tensor | None = None,
     check_idx: bool | None = None,
+    gate: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Merge tokens into their slots in place, one gated step per slot, on Triton.
 
@@ -214,6 +224,8 @@ def delta_merge_triton(
         novelty (torch.Tensor): `[B, N]`, float32/float16/bfloat16.
         g_min (float): the gate floor, in ``[0, 1]``.
         out: optional contiguous int64 `[B, M]` receiving ``n``.
+        gate: optional float32 `[B, M]`: a given gate per slot used in place of the closed form
+            (NaN: the closed form), as in the reference.
         check_idx: raise ``IndexError`` for an index outside ``[-1, M)`` (one device sync).
             ``None``: check unless a CUDA graph is being captured. Unchecked, such tokens are skipped.
 
@@ -231,6 +243,8 @@ def delta_merge_triton(
         "importance": (importance, (B, M), (torch.float32,)),
         "novelty": (novelty, (B, N), _FLOATS),
     }
+    if gate is not None:
+        spec["gate"] = (gate, (B, M), (torch.float32,))
     if x.dtype not in _FLOATS:
         raise TypeError(f"x: expected float32/float16/bfloat16, got {x.dtype}")
     for name, (t, shape, dtypes) in spec.items():
@@ -252,4 +266,4 @@ def delta_merge_triton(
         check_idx = not (x.is_cuda and torch.cuda.is_current_stream_capturing())
     if check_idx and idx.numel() and bool(((idx < -1) | (idx >= M)).any()):
         raise IndexError(f"idx holds slots outside [-1, {M})")
-    return delta_merge_fwd(x, idx, k, count, importance, novelty, g_min, out=out)
+    return delta_merge_fwd(x, idx, k, count, importance, novelty, g_min, out=out, gate=gate)

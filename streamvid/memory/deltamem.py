@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +29,9 @@ import torch
 from streamvid.kernels import dispatch
 from streamvid.memory.layout import CHANNELS, EVENT_KINDS, SCALARS, MemoryLayout
 from streamvid.types import Encoded
+
+if TYPE_CHECKING:
+    from streamvid.models.gates import GateNet
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +135,10 @@ class DeltaMem:
         max_claims: most slots claimed per frame (default ``max(2, M // 8)``).
         temperature: τ of the slot attention in :meth:`read`.
         recency_tau: seconds; time scale of the recency term of the retention score.
+        gate: optional learned merge gate (:class:`~streamvid.models.gates.GateNet`, or the path of
+            one saved with safetensors); ``None`` (the default): the closed-form gate
+            ``max(n / (count + n), gate_floor)``. Not part of the snapshot tensors; :meth:`config`
+            records its path.
     """
 
     def __init__(
@@ -145,6 +154,7 @@ class DeltaMem:
         max_claims: int | None = None,
         temperature: float = 0.05,
         recency_tau: float = 30.0,
+        gate: GateNet | str | os.PathLike | None = None,
     ) -> None:
         self.layout = layout
         self.device = torch.device(device)
@@ -156,6 +166,11 @@ class DeltaMem:
         self.max_claims = max(2, layout.slots // 8) if max_claims is None else max_claims
         self.temperature = temperature
         self.recency_tau = recency_tau
+        if gate is not None and not isinstance(gate, torch.nn.Module):
+            from streamvid.models.gates import GateNet
+
+            gate = GateNet.load(gate)
+        self.gate = gate.to(self.device).eval() if gate is not None else None
 
         self._buffers: dict[str, torch.Tensor] = {}
         for name, (shape, dtype) in layout.buffers().items():
@@ -170,7 +185,7 @@ class DeltaMem:
 
     def config(self) -> dict:
         """The keyword arguments that rebuild this memory's behaviour (stored in snapshots)."""
-        return {
+        cfg = {
             "novelty_threshold": self.novelty_threshold,
             "gate_floor": self.gate_floor,
             "seg_threshold": self.seg_threshold,
@@ -180,6 +195,11 @@ class DeltaMem:
             "temperature": self.temperature,
             "recency_tau": self.recency_tau,
         }
+        if self.gate is not None:  # only then, so configs without a gate are unchanged
+            cfg["gate"] = getattr(self.gate, "path", None)
+            if cfg["gate"] is None:
+                log.warning("the memory's learned gate was never saved; its config records gate=None")
+        return cfg
 
     def buffers(self) -> dict[str, torch.Tensor]:
         """Every buffer by name (the same tensors the memory works on, not copies)."""
@@ -268,8 +288,24 @@ class DeltaMem:
             self.slot_importance[None],
             novelty[None],
             self.gate_floor,
+            gate=None if self.gate is None else self._learned_gate(target, novelty)[None],
         )[0]
         self.slot_t_last[n > 0] = t
+
+    @torch.no_grad()
+    def _learned_gate(self, target: torch.Tensor, novelty: torch.Tensor) -> torch.Tensor:
+        """``[M]`` gates from ``self.gate`` for the slots ``target [N]`` hits (NaN elsewhere)."""
+        M = self.layout.slots
+        ok = target >= 0
+        tgt, nov = target[ok], novelty[ok].float()
+        n = torch.bincount(tgt, minlength=M)
+        nov_sum = torch.zeros(M, device=self.device).index_add_(0, tgt, nov)
+        hit = (n > 0).nonzero().squeeze(1)
+        out = torch.full((M,), float("nan"), device=self.device)
+        out[hit] = self.gate.gate(
+            n[hit], self.slot_count[hit], nov_sum[hit], self.slot_importance[hit], self.gate_floor
+        ).float()
+        return out
 
     def _claim(
         self,
