@@ -45,6 +45,16 @@ def _positive(kind):
     return conv
 
 
+def _nonneg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return v
+
+
 def _time(text: str) -> float:
     try:
         return parse_time(text)
@@ -62,8 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--out", default="streamvid_out", metavar="DIR",
                         help="where thumbnails are written (default: %(default)s)")
+    common.add_argument("--srt", metavar="FILE", help="write the answers' moments as subtitles (SRT) to FILE")
+    common.add_argument("--report", metavar="DIR",
+                        help="write an HTML report (DIR/index.html: timeline, answers, thumbnails, plot)")
     common.add_argument("--top-k", type=_positive(int), default=5, metavar="K",
                         help="moments per retrieval answer (default: %(default)s)")
+    common.add_argument("--min-gap", type=_nonneg, default=1.0, metavar="SECONDS",
+                        help="moments closer than this to a better one are dropped (default: %(default)s)")
+    common.add_argument("--at", type=_time, action="append", default=[], metavar="TIME",
+                        help="what is happening at TIME (s or HH:MM:SS; repeatable)")
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     common.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     common.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
@@ -258,7 +275,7 @@ def cmd_watch(args) -> int:
                 stream.sources.append(rec)
         interrupted = stats.interrupted or (stop is not None and stop())
         if not interrupted:
-            answers = _answer_all(memory, encoder, args.ask, images, args.top_k)
+            answers = _answer_all(memory, encoder, args.ask, images, args.top_k, min_gap=args.min_gap, at=args.at)
             interrupted = stop is not None and stop()
         if target and (stats.frames or (target != args.resume and not interrupted)):
             _save_memory(memory, target, encoder.config(), stream)
@@ -449,15 +466,15 @@ def cmd_ask(args) -> int:
     from streamvid.memory.snapshot import SnapshotError, load
     from streamvid.pipeline import StreamLog
 
-    if not args.question and not args.image:
-        raise InputError("give a question or --image PATH")
+    if not args.question and not args.image and not args.at:
+        raise InputError("give a question, --image PATH or --at TIME")
     images = [(p, _read_image(p)) for p in args.image]
     try:
         memory, meta = load(args.memory)
     except SnapshotError as e:
         raise InputError(str(e)) from None
     encoder = _LazyEncoder(meta.get("encoder", {}), args)
-    answers = _answer_all(memory, encoder, args.question, images, args.top_k)
+    answers = _answer_all(memory, encoder, args.question, images, args.top_k, min_gap=args.min_gap, at=args.at)
     src = meta.get("source", {})
     video = {"path": src.get("path"), "duration": src.get("duration"), "fps": src.get("fps")}
     stream = StreamLog.from_metadata(meta, memory.stats())
@@ -493,12 +510,15 @@ class _LazyEncoder:
         return self.get().encode_image(rgb)
 
 
-def _answer_all(memory, encoder, questions: Sequence[str], images, top_k: int):
-    from streamvid.query import answer_image, answer_text
+def _answer_all(memory, encoder, questions: Sequence[str], images, top_k: int, *, min_gap: float = 1.0,
+                at: Sequence[float] = ()):
+    from streamvid.query import answer_at, answer_image, answer_text
 
-    answers = [answer_text(memory, q, encoder.encode_text, encoder_name=encoder.name, top_k=top_k)
-               for q in questions]
-    answers += [answer_image(memory, path, encoder.encode_image(rgb), top_k=top_k) for path, rgb in images]
+    answers = [answer_text(memory, q, encoder.encode_text, encoder_name=encoder.name, top_k=top_k,
+                           min_gap=min_gap) for q in questions]
+    answers += [answer_image(memory, path, encoder.encode_image(rgb), top_k=top_k, min_gap=min_gap)
+                for path, rgb in images]
+    answers += [answer_at(memory, t) for t in at]
     return answers
 
 
@@ -521,6 +541,23 @@ def _write_thumbs(memory, answers, out_dir: str, stem: str) -> None:
             m.thumbnail = written[m.thumb_id]
 
 
+def _write_reports(args, memory, answers, video: dict, stream: dict | None, warnings: list) -> None:
+    """``--srt FILE`` and ``--report DIR`` (streamvid.report); a failure to write one is a warning."""
+    from streamvid import report
+
+    if args.srt:
+        try:
+            report.write_srt(answers, args.srt)
+        except OSError as e:
+            warnings.append(f"subtitles not written to {args.srt}: {e.strerror or e}")
+    if args.report:
+        try:
+            report.write_report(memory, answers, args.report, video=video, warnings=list(warnings),
+                                sources=stream["sources"] if stream is not None else None)
+        except OSError as e:
+            warnings.append(f"report not written to {args.report}: {e.strerror or e}")
+
+
 def _source_of(sources: list[dict], t: float) -> dict | None:
     """The source record (of ``_stream_doc``) whose span on the memory's timeline holds ``t``."""
     found = None
@@ -537,6 +574,7 @@ def _emit(args, video: dict, encoder_cfg: dict, memory, answers, warnings, stats
         _write_thumbs(memory, answers, args.out, stem)
     except OSError as e:
         warnings.append(f"thumbnails not written to {args.out}: {e.strerror or e}")
+    _write_reports(args, memory, answers, video, stream, warnings)
     sources = stream["sources"] if stream is not None else []
     several = len(sources) > 1  # then times are on the memory's timeline: say which source each is in
     if args.json:

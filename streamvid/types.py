@@ -95,12 +95,16 @@ class Answer:
     answer: str
     moments: list[Moment] = field(default_factory=list)
     intent: str = "retrieval"
+    confidence: float | None = None  # yes/no answers (intent "presence"): confidence in [0, 1]
 
     def to_json(self) -> dict:
-        return {
+        d = {
             "question": self.question,
             "kind": self.kind,
             "answer": self.answer,
             "intent": self.intent,
             "moments": [m.to_json() for m in self.moments],
         }
+        if self.confidence is not None:
+            d["confidence"] = round(float(self.confidence), 3)
+        return d

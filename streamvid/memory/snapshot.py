@@ -10,16 +10,15 @@ the same memory again with other metadata (a longer stream, more sources) never 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
+from streamvid.fsutil import atomic_write
 from streamvid.memory.deltamem import DeltaMem
 from streamvid.memory.layout import MemoryLayout
 
@@ -51,29 +50,8 @@ def save(mem: DeltaMem, path: str | os.PathLike, metadata: dict | None = None) -
     text = json.dumps(header, separators=(",", ":"))  # ASCII: any path survives, escaped
     blob = _fixed_size(st_save(tensors, metadata={"streamvid": text}), text)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, _file_mode(path))  # mkstemp makes it 0600: keep the old file's mode, or the umask's
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, blob)
     log.debug("saved memory snapshot %s (%d bytes)", path, len(blob))
-
-
-def _file_mode(path: str) -> int:
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def _fixed_size(blob: bytes, text: str) -> bytes:
