@@ -162,7 +162,8 @@ def render_plot(segments, events, answers, span: tuple[float, float]) -> bytes:
         for s in segments[1:]:
             if s.channels.get("scene_change", 0.0) >= SCENE_CHANGE_MIN:
                 ax.axvline(s.start, color="#333333", lw=1, ls=":")
-    axes[1].set_ylim(-0.05, 1.05)
+    most = max((max(s.channels.get("person", 0.0), s.channels.get("face", 0.0)) for s in segments), default=1.0)
+    axes[1].set_ylim(-0.05, max(1.0, most) + 0.05)  # counts of people and faces
     bright = [s.channels.get("brightness", 0.0) for s in segments]
     if bright:  # at least 0.2 of range, so that sensor noise does not look like a lighting change
         mid, half = (max(bright) + min(bright)) / 2, max(0.1, (max(bright) - min(bright)) / 2 * 1.1)
