@@ -209,3 +209,18 @@ def test_save_never_clobbers_a_file_that_is_not_a_memory(tmp_path):
     first = mem.read_bytes()
     assert cli_subprocess("watch", path, "--encoder", "classic", "--save", mem, cwd=tmp_path).returncode == 0
     assert len(mem.read_bytes()) == len(first)
+
+
+def test_image_query_finds_a_clip_spliced_into_a_longer_video(tmp_path, capsys):
+    scene = synth.Scene(320, 240, 10, 24.0, 3, ["lobby", "street"], cuts=[(10.0, 1), (14.0, 0)], noise_sigma=2.0)
+    path = tmp_path / "spliced.mp4"
+    synth.write_video(path, scene)
+    needle = tmp_path / "needle.png"
+    frame = synth.render_frame(scene, 120)  # 12 s, inside the spliced street clip
+    altered = np.clip(frame.astype(np.int16) + 12, 0, 255).astype(np.uint8)  # a brighter copy, not the frame itself
+    cv2.imwrite(str(needle), cv2.cvtColor(altered, cv2.COLOR_RGB2BGR))
+    code, out, err = run_cli(capsys, "watch", path, "--encoder", "classic", "--ask-image", needle, "--json",
+                             "--out", tmp_path / "out")
+    assert code == 0, err
+    best = json.loads(out)["answers"][0]["moments"][0]
+    assert 10.0 - 1.0 <= best["start"] and best["end"] <= 14.0 + 1.0, best

@@ -340,3 +340,29 @@ def test_subprocess_auto_fallback_and_bad_weights_are_one_line(work, tmp_path, e
     proc = run_streamvid("watch", "short.mp4", "--encoder", "clip", "--model", "tiny_clip.json",
                          "--weights", bad, "--json", "--out", tmp_path, cwd=work, home=empty_caches)
     assert_one_line_error(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_every_intent_runs_with_clip(live, capsys, tmp_path):
+    """Plumbing: each intent answers from a CLIP memory (a tiny random model, so the answers'
+    content means nothing; the events come from the detector and must still be right)."""
+    questions = {
+        "how many people entered?": "count",
+        "when did the person in red appear?": "appeared",
+        "is there someone in a red shirt?": "presence",
+        "what happened?": "summary",
+        "when was there motion?": "concept",
+        "a bicycle on a road": "retrieval",
+        "?!?": "invalid",
+    }
+    code, out, err = run_cli(capsys, "ask", live["mem"], *questions, "--at", "3", "--json",
+                             "--out", tmp_path / "out")
+    assert code == 0, err
+    answers = json.loads(out)["answers"]
+    assert [a["intent"] for a in answers] == [*questions.values(), "at"]
+    count = answers[0]
+    assert count["answer"].startswith("1 ") and [m["event"] for m in count["moments"]] == ["entered"]
+    presence = answers[2]
+    assert presence["answer"].split(":")[0] in ("Yes", "No") and 0.0 <= presence["confidence"] <= 1.0
+    for a in answers:
+        for m in a["moments"]:
+            assert 0.0 <= m["start"] <= m["t"] <= m["end"] <= DURATION + EPS
