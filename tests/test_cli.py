@@ -224,3 +224,25 @@ def test_image_query_finds_a_clip_spliced_into_a_longer_video(tmp_path, capsys):
     assert code == 0, err
     best = json.loads(out)["answers"][0]["moments"][0]
     assert 10.0 - 1.0 <= best["start"] and best["end"] <= 14.0 + 1.0, best
+
+
+@pytest.mark.slow
+def test_lobby_intents_against_ground_truth(lobby_run, capsys):
+    _, mem, _ = lobby_run
+    truth = json.loads((ROOT / "samples" / "lobby.json").read_text())
+    entries = [e for e in truth["events"] if e["event"] == "entered"]
+    green = next(e for e in entries if "green top" in e["description"])
+    code, out, err = run_cli(capsys, "ask", mem, "how many people came in?", "how many people left?",
+                             "when did the person in green appear?", "is there someone in purple?",
+                             "was there someone in pink?", "what happened?", "--at", str(green["t"] + 1), "--json")
+    assert code == 0, err
+    count_in, count_out, appeared, purple, pink, summary, at = json.loads(out)["answers"]
+    assert count_in["intent"] == "count" and count_in["answer"].startswith(f"{len(entries)} ")
+    exits = [e for e in truth["events"] if e["event"] == "left"]
+    assert count_out["answer"].startswith(f"{len(exits)} ")
+    assert appeared["intent"] == "appeared" and abs(appeared["moments"][0]["t"] - green["t"]) <= TOL
+    assert purple["intent"] == "presence" and purple["answer"].startswith("Yes") and purple["confidence"] > 0.5
+    assert pink["answer"].startswith("No")
+    assert summary["intent"] == "summary" and summary["moments"][0]["start"] == 0.0
+    assert at["intent"] == "at" and any(m["event"] == "entered" and abs(m["t"] - green["t"]) <= TOL
+                                        for m in at["moments"])
