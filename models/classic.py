@@ -93,8 +93,9 @@ def colour_name_map(rgb: np.ndarray) -> np.ndarray:
         for lo, hi in ranges:
             sel |= (h >= lo) & (h < hi)
         out[chroma & sel] = COLOUR_NAMES.index(name)
+    # brown is dark, less saturated orange; dimming the lights lowers V but keeps S
     orange = out == COLOUR_NAMES.index("orange")
-    out[orange & (v < 170)] = COLOUR_NAMES.index("brown")
+    out[orange & ((v < 120) | ((s < 200) & (v < 190)))] = COLOUR_NAMES.index("brown")
     red = out == COLOUR_NAMES.index("red")
     out[red & (s < 130) & (v >= 170)] = COLOUR_NAMES.index("pink")
     return out

@@ -108,6 +108,7 @@ class _Track:
     max_h: float = 0.0  # tallest box seen
     ghost: bool = False  # looks like a hole in the background model rather than an object
     confirmed: bool = False
+    announced: bool = False  # its entry has been reported
     still: int = 0  # consecutive sightings without moving
     best_area: float = 0.0
     crop: np.ndarray | None = None
@@ -207,7 +208,8 @@ class EventDetector:
                 tr.lost_since = tr.last_t
                 self._lost.append(tr)
         self._tracks = [tr for tr in self._tracks if tr.lost_since is None]
-        return self._flush_lost(self.last_t, force=True)
+        pending = [self._announce(tr) for tr in self._tracks if tr.confirmed and not tr.announced]
+        return pending + self._flush_lost(self.last_t, force=True)
 
     # ---------------------------------------------------------------- scene
     def _resize(self, rgb: np.ndarray) -> np.ndarray:
@@ -406,7 +408,8 @@ class EventDetector:
         for tr in self._tracks:
             if tr.lost_since is None and not tr.confirmed and self._is_entry(tr):
                 tr.confirmed = True
-                detections.append(self._detection(tr, "entered", tr.first_t))
+            if tr.confirmed and not tr.announced and (tr.best_area > 0 or tr.lost_since is not None):
+                detections.append(self._announce(tr))
         still_live = []
         for tr in self._tracks:
             if tr.lost_since is None:
@@ -531,6 +534,8 @@ class EventDetector:
         cfg = self.cfg
         out, keep = [], []
         for tr in self._lost:
+            if tr.confirmed and not tr.announced:  # lost before a full view came: report the entry now
+                out.append(self._announce(tr))
             gone = t - tr.lost_since
             if tr.still >= 3 and not tr.last_border:
                 if gone <= cfg.dormant_window and not force:
@@ -542,6 +547,12 @@ class EventDetector:
                 keep.append(tr)
         self._lost = keep
         return out
+
+    def _announce(self, tr: _Track) -> Detection:
+        """The entry of a confirmed track, reported once a view of it away from the frame border
+        exists (for its description and thumbnail); its time stays the time it was first seen."""
+        tr.announced = True
+        return self._detection(tr, "entered", tr.first_t)
 
     def _detection(self, tr: _Track, event: str, t: float) -> Detection:
         return Detection(t=t, event=event, track_id=tr.id, bbox=tr.full_box,
