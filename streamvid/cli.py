@@ -1,4 +1,4 @@
-"""The command line: ``streamvid watch`` and ``streamvid ask``. Parsing and printing only.
+"""The command line: ``streamvid watch``, ``streamvid live`` and ``streamvid ask``. Parsing and printing only.
 
 Exit codes (stable, see README): 0 ok · 1 unexpected error · 2 bad input · 130 interrupted.
 """
@@ -119,6 +119,39 @@ def build_parser() -> argparse.ArgumentParser:
                    "with --resume: the memory's)")
     w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
+
+    lv = sub.add_parser("live", parents=[common, enc], help="watch a live stream, alert on standing questions",
+                        description="Ingest a live SOURCE (webcam index, /dev/video*, rtsp/rtmp/http URL, HTTP "
+                        "MJPEG, or a file with --realtime) into a fixed-size memory; each --alert hit prints "
+                        "one JSON line on stdout (and is POSTed to --webhook); --ask is answered when the "
+                        "stream ends (--duration, end of a file, Ctrl-C or SIGTERM).")
+    lv.add_argument("source", metavar="SOURCE", help="webcam index, device path, URL, or a file (with --realtime)")
+    lv.add_argument("--realtime", action="store_true", help="SOURCE is a file: play it paced at its own rate")
+    lv.add_argument("--speed", type=_positive(float), default=1.0, metavar="X",
+                    help="with --realtime: play X times faster (default: %(default)s)")
+    lv.add_argument("--loop", action="store_true", help="with --realtime: start the file again at its end")
+    lv.add_argument("--alert", action="append", default=[], metavar="TEXT",
+                    help="a standing question, e.g. \"a person enters\", \"someone in red leaves\", "
+                    "\"motion\", \"scene change\" (clip: any text); repeatable")
+    lv.add_argument("--alert-threshold", type=float, default=None, metavar="COS",
+                    help="clip: cosine above which a free-text alert fires (default: 0.26)")
+    lv.add_argument("--webhook", metavar="URL", help="POST each alert's JSON to this http(s) URL")
+    lv.add_argument("--webhook-timeout", type=_positive(float), default=5.0, metavar="SECONDS",
+                    help="timeout of one webhook POST (default: %(default)s)")
+    lv.add_argument("--ask", action="append", default=[], metavar="QUESTION",
+                    help="a question answered when the stream ends (repeatable)")
+    lv.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS",
+                    help="stop after this much stream time")
+    lv.add_argument("--fps", type=_positive(float), default=None,
+                    help=f"frames sampled per second of stream time (default: {DEFAULT_FPS:g})")
+    lv.add_argument("--memory-mb", type=_positive(float), default=None, metavar="MB",
+                    help=f"memory budget in MiB (default: {DEFAULT_MEMORY_MB:g})")
+    lv.add_argument("--max-side", type=_positive(int), default=None, metavar="PX",
+                    help=f"scale frames to at most PX on the long side (default: {DEFAULT_MAX_SIDE})")
+    lv.add_argument("--buffer", type=_positive(int), default=8, metavar="N",
+                    help="frames buffered between the source and ingestion; when full the oldest is "
+                    "dropped (default: %(default)s)")
+    lv.add_argument("--save", metavar="MEM", help="save the memory (safetensors, atomically) to MEM at the end")
 
     a = sub.add_parser("ask", parents=[common], help="answer questions from a saved memory",
                        description="Answer questions from a memory saved with `watch --save`, without the video.")
@@ -307,6 +340,12 @@ def cmd_watch(args) -> int:
     _emit(args, video, encoder.config(), memory, answers, warnings, stats,
           stream=_stream_doc(stream, mode, args.resume, target), summary=summary)
     return EXIT_OK
+
+
+def cmd_live(args) -> int:
+    from streamvid.alerts import run_live
+
+    return run_live(args)
 
 
 @contextlib.contextmanager
@@ -568,7 +607,8 @@ def _source_of(sources: list[dict], t: float) -> dict | None:
 
 
 def _emit(args, video: dict, encoder_cfg: dict, memory, answers, warnings, stats, *,
-          stream: dict | None = None, summary: str | None = None) -> None:
+          stream: dict | None = None, summary: str | None = None, extra: dict | None = None,
+          indent: int | None = 2) -> None:
     stem = os.path.splitext(os.path.basename(str(video.get("path") or "memory")))[0] or "memory"
     try:
         _write_thumbs(memory, answers, args.out, stem)
@@ -585,6 +625,8 @@ def _emit(args, video: dict, encoder_cfg: dict, memory, answers, warnings, stats
         if stats is not None:
             doc["ingest"] = {"frames": stats.frames, "seconds": round(stats.seconds, 3),
                              "fps": round(stats.fps, 2), "entered": stats.entered, "left": stats.left}
+        if extra:
+            doc.update(extra)
         if several:
             for a in doc["answers"]:
                 for m in a["moments"]:
@@ -592,7 +634,7 @@ def _emit(args, video: dict, encoder_cfg: dict, memory, answers, warnings, stats
                     m["source"] = src["index"]
                     off = src.get("offset")
                     m["source_t"] = round(m["t"] - off, 3) if off is not None else None
-        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+        json.dump(doc, sys.stdout, indent=indent, ensure_ascii=False)
         sys.stdout.write("\n")
         return
     for w in warnings:
@@ -624,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return EXIT_BAD_INPUT
         _setup_logging(args)
-        return {"watch": cmd_watch, "ask": cmd_ask}[args.command](args)
+        return {"watch": cmd_watch, "live": cmd_live, "ask": cmd_ask}[args.command](args)
     except StreamvidError as e:
         print(f"streamvid: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -95,8 +95,12 @@ class Watcher:
     """Wires an encoder, a memory and an event detector (see the module docstring)."""
 
     def __init__(self, encoder: Encoder, memory: DeltaMem, detector: EventDetector | None = None, *,
-                 batch_size: int = 8, thumb_height: int = 96) -> None:
+                 batch_size: int = 8, thumb_height: int = 96,
+                 on_event: Callable[[Detection, int], None] | None = None,
+                 on_signals: Callable[..., None] | None = None) -> None:
         self.encoder = encoder
+        self.on_event = on_event  # (detection, memory row) after each entry/exit is pinned
+        self.on_signals = on_signals  # (frame, DetectorOutput, Encoded) after each frame
         self.memory = memory
         self.detector = detector or EventDetector()
         self.batch_size = batch_size
@@ -155,6 +159,8 @@ class Watcher:
 
     def _step(self, frame: Frame, enc, stats: IngestStats, boundary: bool = False) -> None:
         out = self.detector.update(frame)
+        if self.on_signals is not None:
+            self.on_signals(frame, out, enc)
         max_bytes = self.memory.layout.thumb_bytes
         self.memory.update(frame.t, enc, out.signals.as_list(),
                            thumb=lambda: encode_jpeg(frame.rgb, height=self.thumb_height, max_bytes=max_bytes),
@@ -182,8 +188,10 @@ class Watcher:
         thumb = encode_jpeg(view, height=self.thumb_height, max_bytes=self.memory.layout.thumb_bytes) \
             if has_crop else None
         track_id = det.track_id + self._track_base if det.track_id >= 0 else det.track_id
-        self.memory.pin(det.t, det.event, emb, det.description, thumb, score=det.confidence,
-                        track_id=track_id, bbox=det.bbox)
+        row = self.memory.pin(det.t, det.event, emb, det.description, thumb, score=det.confidence,
+                              track_id=track_id, bbox=det.bbox)
+        if self.on_event is not None:
+            self.on_event(det, row)
         if det.event == "entered":
             stats.entered += 1
         elif det.event == "left":
