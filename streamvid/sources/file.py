@@ -6,7 +6,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 
 import av
@@ -77,6 +77,23 @@ def _info(path: str, container, stream) -> VideoInfo:
         height=int(stream.codec_context.height),
         codec=stream.codec_context.name,
     )
+
+
+def decoded_frames(container, stream, on_skip: Callable[[], None]) -> Iterator[av.VideoFrame]:
+    """Decoded frames of ``stream``. A packet that fails to decode, or a frame FFmpeg marks as
+    corrupt (damage it concealed), is skipped and ``on_skip()`` is called for it."""
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as e:
+            log.debug("corrupt packet at %s: %s", packet.pts, e)
+            on_skip()
+            continue
+        for f in frames:
+            if f.is_corrupt:
+                on_skip()
+                continue
+            yield f
 
 
 class SamplingGrid:
@@ -203,6 +220,9 @@ class FileSource:
             where = "" if self.start == 0 and self.end is None else " in the --start/--end range"
             raise SourceError(f"no decodable video frames{where} in {self.path}")
 
+    def _skip(self) -> None:
+        self.skipped += 1
+
     def _put(self, q: queue.Queue, item, stop: threading.Event) -> bool:
         while not stop.is_set():
             try:
@@ -234,35 +254,25 @@ class FileSource:
             grid = SamplingGrid(self.start, self.fps)
             w, h = self._out_size()
             index = 0
-            for packet in container.demux(stream):
+            for f in decoded_frames(container, stream, self._skip):
                 if stop.is_set():
                     return
-                try:
-                    frames = packet.decode()
-                except av.FFmpegError as e:
-                    self.skipped += 1
-                    log.debug("corrupt packet at %s: %s", packet.pts, e)
+                self.decoded += 1
+                t = float(f.pts * tb) - origin if f.pts is not None else self.decoded / native
+                if t < self.start - 1e-6:
                     continue
-                for f in frames:
-                    self.decoded += 1
-                    if f.is_corrupt:  # FFmpeg concealed damage in this frame: do not show it
-                        self.skipped += 1
-                        continue
-                    t = float(f.pts * tb) - origin if f.pts is not None else self.decoded / native
-                    if t < self.start - 1e-6:
-                        continue
-                    if self.end is not None and t > self.end + 1e-6:
-                        return
-                    if not grid.wants(t):
-                        continue
-                    grid.observe(t)
-                    try:
-                        rgb = f.to_ndarray(format="rgb24", width=w, height=h)
-                    except (av.FFmpegError, ValueError) as e:
-                        self.skipped += 1
-                        log.debug("undecodable frame at %.3f s: %s", t, e)
-                        continue
-                    yield Frame(t=t, rgb=np.ascontiguousarray(rgb), index=index)
-                    index += 1
+                if self.end is not None and t > self.end + 1e-6:
+                    return
+                if not grid.wants(t):
+                    continue
+                grid.observe(t)
+                try:
+                    rgb = f.to_ndarray(format="rgb24", width=w, height=h)
+                except (av.FFmpegError, ValueError) as e:
+                    self._skip()
+                    log.debug("undecodable frame at %.3f s: %s", t, e)
+                    continue
+                yield Frame(t=t, rgb=np.ascontiguousarray(rgb), index=index)
+                index += 1
         finally:
             container.close()

@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 
 from streamvid.errors import InputError
-from streamvid.sources.file import SamplingGrid, SourceError, _ffmpeg_reason, _open, probe
+from streamvid.sources.file import SamplingGrid, SourceError, _ffmpeg_reason, _open, decoded_frames, probe
 from streamvid.types import Frame
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,10 @@ class LiveSource:
     def buffered(self) -> int:
         with self._cond:
             return len(self._buf)
+
+    def _skip(self) -> None:
+        """A corrupt packet or frame was skipped (see :func:`decoded_frames`)."""
+        self.skipped += 1
 
     def stats(self) -> dict:
         with self._cond:
@@ -395,29 +399,20 @@ class RealtimeFileSource(LiveSource):
             anchor: tuple[float, float] | None = None  # (wall, video t) the pacing counts from
             n = 0
             last = -1.0
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.FFmpegError:
-                    self.skipped += 1
+            for f in decoded_frames(container, stream, self._skip):
+                t = float(f.pts * tb) - origin if f.pts is not None else n * step
+                n += 1
+                if t <= self._resume_t + 1e-6:  # after a reopen: go on where it broke
                     continue
-                for f in frames:
-                    if f.is_corrupt:
-                        self.skipped += 1
-                        continue
-                    t = float(f.pts * tb) - origin if f.pts is not None else n * step
-                    n += 1
-                    if t <= self._resume_t + 1e-6:  # after a reopen: go on where it broke
-                        continue
-                    if anchor is None:
-                        anchor = (time.monotonic(), t)
-                    due = anchor[0] + (t - anchor[1]) / self.speed
-                    wait = due - time.monotonic()
-                    if wait > 0 and self._stop.wait(wait):
-                        return
-                    rgb = f.to_ndarray(format="rgb24")
-                    self._resume_t = last = t
-                    yield self._offset + t, rgb
+                if anchor is None:
+                    anchor = (time.monotonic(), t)
+                due = anchor[0] + (t - anchor[1]) / self.speed
+                wait = due - time.monotonic()
+                if wait > 0 and self._stop.wait(wait):
+                    return
+                rgb = f.to_ndarray(format="rgb24")
+                self._resume_t = last = t
+                yield self._offset + t, rgb
             if not self.loop or last < 0:
                 return
             self._offset += last + step
@@ -495,19 +490,10 @@ class AVSource(LiveSource):
     def _read(self, container) -> Iterator[tuple[None, np.ndarray]]:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        for packet in container.demux(stream):
+        for f in decoded_frames(container, stream, self._skip):
             if self._stop.is_set():
                 return
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
-                self.skipped += 1
-                continue
-            for f in frames:
-                if f.is_corrupt:
-                    self.skipped += 1
-                    continue
-                yield None, f.to_ndarray(format="rgb24")
+            yield None, f.to_ndarray(format="rgb24")
         raise _Lost("end of stream")
 
 
