@@ -21,6 +21,8 @@ import os
 
 import torch
 
+from streamvid.kernels import triton_interpreting
+
 from .delta_assign import delta_assign_ref
 from .delta_merge import delta_merge_ref
 
@@ -39,10 +41,6 @@ def backend() -> str:
     if mode not in BACKENDS:
         raise ValueError(f"{ENV}={os.environ.get(ENV)!r}: expected one of {list(BACKENDS)}")
     return mode
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
 
 
 def _load_kernels():
@@ -81,7 +79,7 @@ def _use_triton(t: torch.Tensor) -> bool:
     if mode == "auto":  # kernels defined under TRITON_INTERPRET only run when asked for explicitly
         return t.is_cuda and _load_kernels() is not None and not _interpreted_kernels()
     # forced
-    if not t.is_cuda and not _interpreting():
+    if not t.is_cuda and not triton_interpreting():
         raise RuntimeError(
             f"{ENV}=triton with tensors on {t.device} needs Triton's CPU interpreter: set TRITON_INTERPRET=1 "
             "in the environment before the kernels are first used (slow; meant for tests), "

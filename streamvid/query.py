@@ -578,23 +578,22 @@ def attend(mem: DeltaMem, query: torch.Tensor, top_k: int = 5, *, min_gap: float
         start, end = spans.get(i, (ev.t, max(ev.t, ev.t_end)))
         cands.append(Moment(t=ev.t, start=start, end=end, score=c, event=ev.kind,
                             description=ev.description, thumb_id=ev.thumb))
-    if seg_scores:
-        rows = torch.tensor(sorted(seg_scores), dtype=torch.int64)
-        st, en = mem.seg_start[rows].tolist(), mem.seg_end[rows].tolist()
-        th = mem.seg_thumb[rows].tolist()
-        for j, i in enumerate(rows.tolist()):
-            cands.append(Moment(t=st[j], start=st[j], end=en[j], score=seg_scores[i], event="match",
-                                thumb_id=th[j]))
-    if slot_scores:
-        rows = torch.tensor(sorted(slot_scores), dtype=torch.int64)
-        t0, t1 = mem.slot_t_first[rows].tolist(), mem.slot_t_last[rows].tolist()
-        th = mem.slot_thumb[rows].tolist()
-        for j, i in enumerate(rows.tolist()):
-            cands.append(Moment(t=t0[j], start=t0[j], end=t1[j], score=slot_scores[i], event="match",
-                                thumb_id=th[j]))
-        if mark:
-            mem.mark_retrieved(rows)
+    cands += _span_matches(seg_scores, mem.seg_start, mem.seg_end, mem.seg_thumb)
+    cands += _span_matches(slot_scores, mem.slot_t_first, mem.slot_t_last, mem.slot_thumb)
+    if slot_scores and mark:
+        mem.mark_retrieved(torch.tensor(sorted(slot_scores), dtype=torch.int64))
     return nms(cands, top_k, min_gap)
+
+
+def _span_matches(scores: dict[int, float], start: torch.Tensor, end: torch.Tensor,
+                  thumb: torch.Tensor) -> list[Moment]:
+    """``match`` moments for the rows of one tier (segments or slots): row → score."""
+    if not scores:
+        return []
+    rows = torch.tensor(sorted(scores), dtype=torch.int64)
+    st, en, th = start[rows].tolist(), end[rows].tolist(), thumb[rows].tolist()
+    return [Moment(t=st[j], start=st[j], end=en[j], score=scores[i], event="match", thumb_id=th[j])
+            for j, i in enumerate(rows.tolist())]
 
 
 def nms(cands: list[Moment], top_k: int, min_gap: float = DEFAULT_MIN_GAP) -> list[Moment]:

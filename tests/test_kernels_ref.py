@@ -6,27 +6,16 @@ import math
 
 import pytest
 import torch
+from kernel_inputs import assign_inputs, unit
 
 from streamvid.kernels import dispatch
 from streamvid.kernels.delta_assign import delta_assign_ref
 from streamvid.kernels.delta_merge import delta_merge_ref
 
 
-def _unit(*shape: int, gen: torch.Generator) -> torch.Tensor:
-    x = torch.randn(*shape, generator=gen)
-    return x / x.norm(dim=-1, keepdim=True)
-
-
 def test_delta_assign_ref_matches_brute_force():
-    gen = torch.Generator().manual_seed(0)
-    B, N, M, D = 3, 63, 17, 100
-    x, k = _unit(B, N, D, gen=gen), _unit(B, M, D, gen=gen)
-    valid = torch.rand(B, M, generator=gen) > 0.3
-    valid[1, 5:] = False  # a masked tail of slots
-    valid[2] = False
-    valid[2, 4] = True  # one valid slot only: no second
-    x_mask = torch.ones(B, N, dtype=torch.bool)
-    x_mask[0, 50:] = False  # a masked tail of tokens
+    x, k, valid, x_mask = assign_inputs()
+    B, N, M, D = x.shape[0], x.shape[1], k.shape[1], x.shape[2]
     idx, best, second = delta_assign_ref(x, k, valid, x_mask)
     assert idx.dtype == torch.int64 and best.dtype == second.dtype == torch.float32
 
@@ -59,8 +48,8 @@ def test_delta_assign_ties_and_no_valid_slot():
 def test_delta_merge_ref_matches_per_slot_loop():
     gen = torch.Generator().manual_seed(1)
     B, N, M, D, g_min = 3, 63, 17, 100, 0.05
-    x = _unit(B, N, D, gen=gen)
-    k = _unit(B, M, D, gen=gen)
+    x = unit(B, N, D, gen=gen)
+    k = unit(B, M, D, gen=gen)
     count = torch.randint(0, 50, (B, M), generator=gen)
     count[0, :3] = 0  # empty slots take the mean
     importance = torch.rand(B, M, generator=gen)

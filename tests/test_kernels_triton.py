@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from kernel_inputs import assign_inputs, unit
 
-from streamvid.kernels import dispatch
+from streamvid.kernels import dispatch, triton_interpreting
 from streamvid.kernels.delta_assign import delta_assign_ref
 from streamvid.kernels.delta_merge import delta_merge_ref
 
@@ -26,14 +27,10 @@ TOL = {torch.float32: 1e-5, torch.float16: 1e-3}
 BOGUS = -7  # fills int outputs before a run
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
-
-
 @pytest.fixture(scope="module")
 def device() -> str:
     pytest.importorskip("triton")
-    if _interpreting():
+    if triton_interpreting():
         return "cpu"
     if not torch.cuda.is_available():
         pytest.skip("Triton kernels need a CUDA GPU or TRITON_INTERPRET=1")
@@ -54,11 +51,6 @@ def merge_mod(device):
     return mod
 
 
-def _unit(*shape: int, gen: torch.Generator) -> torch.Tensor:
-    x = torch.randn(*shape, generator=gen)
-    return x / x.norm(dim=-1, keepdim=True)
-
-
 def rel_rms(got: torch.Tensor, want: torch.Tensor) -> float:
     got, want = got.double(), want.double()
     return float((got - want).pow(2).mean().sqrt() / want.pow(2).mean().sqrt().clamp_min(1e-30))
@@ -68,15 +60,7 @@ def rel_rms(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 def _assign_inputs(device: str, dtype: torch.dtype):
-    gen = torch.Generator().manual_seed(0)
-    B, N, M, D = 3, 63, 17, 100
-    x, k = _unit(B, N, D, gen=gen), _unit(B, M, D, gen=gen)
-    valid = torch.rand(B, M, generator=gen) > 0.3
-    valid[1, 5:] = False  # a masked tail of slots
-    valid[2] = False
-    valid[2, 4] = True  # one valid slot only: no second
-    x_mask = torch.ones(B, N, dtype=torch.bool)
-    x_mask[0, 50:] = False  # a masked tail of tokens
+    x, k, valid, x_mask = assign_inputs()
     x_mask[2, 7] = False
     return [t.to(device) for t in (x.to(dtype), k.to(dtype), valid, x_mask)]
 
@@ -186,8 +170,8 @@ def test_delta_assign_triton_checks_arguments(assign_mod, device):
 def _merge_inputs(device: str, dtype: torch.dtype, count_dtype: torch.dtype):
     gen = torch.Generator().manual_seed(1)
     B, N, M, D = 3, 63, 17, 100
-    x = _unit(B, N, D, gen=gen).to(dtype)
-    k = _unit(B, M, D, gen=gen)
+    x = unit(B, N, D, gen=gen).to(dtype)
+    k = unit(B, M, D, gen=gen)
     count = torch.randint(0, 50, (B, M), generator=gen).to(count_dtype)
     count[0, :3] = 0  # empty slots take the mean
     count[1, 16] = 10**6  # a long history: the gate floor applies
@@ -361,12 +345,12 @@ def test_deltamem_update_triton_matches_reference(device, monkeypatch):
     D = 32
     layout = MemoryLayout(dim=D, slots=12, segments=6, events=4, thumbs=4, thumb_bytes=256)
     gen = torch.Generator().manual_seed(3)
-    bank = _unit(20, D, gen=gen)  # recurring patterns (merges) among fresh tokens (claims, evictions)
+    bank = unit(20, D, gen=gen)  # recurring patterns (merges) among fresh tokens (claims, evictions)
     frames = []
     for f in range(6):
         noisy = bank[torch.randint(0, 20, (10,), generator=gen)] + 0.05 * torch.randn(10, D, generator=gen)
-        tokens = torch.cat([noisy, _unit(3 + f % 3, D, gen=gen)])
-        frames.append(Encoded(tokens / tokens.norm(dim=-1, keepdim=True), _unit(D, gen=gen)))
+        tokens = torch.cat([noisy, unit(3 + f % 3, D, gen=gen)])
+        frames.append(Encoded(tokens / tokens.norm(dim=-1, keepdim=True), unit(D, gen=gen)))
 
     calls = []
 

@@ -25,11 +25,12 @@ the tensor cores) or ``"ieee"`` elsewhere.
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
 import triton.language as tl
+
+from streamvid.kernels import triton_interpreting
 
 __all__ = ["delta_assign_triton", "delta_assign_fwd"]
 
@@ -153,10 +154,6 @@ def _delta_assign_combine_kernel(
 # ------------------------------------------------------------------------------------ host side
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
-
-
 @functools.cache
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -208,7 +205,7 @@ def delta_assign_fwd(
         second_sim.fill_(float("-inf"))
         return best_idx, best_sim, second_sim
 
-    interp = _interpreting()
+    interp = triton_interpreting()
     if interp and (x.dtype == torch.bfloat16 or k.dtype == torch.bfloat16):
         # numpy has no bfloat16; widening is exact and the products are float32 anyway
         x, k = x.float(), k.float()

@@ -24,11 +24,11 @@ touched by exactly one program, so runs are bitwise reproducible.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
+
+from streamvid.kernels import triton_interpreting
 
 __all__ = ["delta_merge_triton", "delta_merge_fwd"]
 
@@ -122,10 +122,6 @@ def _delta_merge_kernel(
 # ------------------------------------------------------------------------------------ host side
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
-
-
 def delta_merge_fwd(
     x: torch.Tensor,
     idx: torch.Tensor,
@@ -160,7 +156,7 @@ def delta_merge_fwd(
     if B * N == 0 or B * M == 0:
         return n
 
-    if _interpreting():
+    if triton_interpreting():
         if x.dtype == torch.bfloat16:
             x = x.float()
         if novelty.dtype == torch.bfloat16:
