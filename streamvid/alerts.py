@@ -35,6 +35,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -209,12 +210,15 @@ class AlertEngine:
 
     def __init__(self, alerts: list[Alert], *, source: str, out_dir: str, emit: Callable[[dict], None],
                  webhook: Webhook | None = None, motion_on: float = 0.004, motion_off: float = 0.002,
-                 thumb_height: int = 240) -> None:
+                 thumb_height: int = 240, stream: int | None = None, keep: int = 1000) -> None:
         self.alerts = alerts
         self.source, self.out_dir, self.emit, self.webhook = source, out_dir, emit, webhook
+        self.stream = stream  # the stream's id when one process watches several ("stream" in each hit)
+        self.frame = None  # the frame being processed (set by the caller): hits carry its latency
         self.motion_on, self.motion_off = motion_on, motion_off
         self.thumb_height = thumb_height
-        self.hits: list[dict] = []
+        self.hits: deque[dict] = deque(maxlen=keep)  # the last ``keep`` hits (a live run is endless)
+        self.total = 0  # hits in all
         self.thumb_errors = 0
         self._n = 0
 
@@ -260,9 +264,15 @@ class AlertEngine:
     # -- a hit -------------------------------------------------------------------------------
     def _hit(self, a: Alert, t: float, event: str, description: str, rgb, *, extra: dict | None = None) -> None:
         self._n += 1
+        self.total += 1
         a.hits += 1
         doc = {"t": round(float(t), 3), "event": event, "alert": a.text, "description": description,
                "thumbnail": self._thumb(rgb, self._n), "source": self.source}
+        if self.stream is not None:
+            doc["stream"] = self.stream
+        arrived = getattr(self.frame, "arrived", None)
+        if arrived is not None:  # seconds from the arrival of the frame that fired it to now
+            doc["latency"] = round(time.monotonic() - arrived, 4)
         if extra:
             doc.update({k: v for k, v in extra.items() if v is not None})
         self.hits.append(doc)
@@ -291,160 +301,3 @@ class AlertEngine:
                 log.warning("alert thumbnails not written to %s: %s", self.out_dir, e.strerror or e)
             return None
         return path
-
-
-# ---------------------------------------------------------------------- `streamvid live`
-def run_live(args) -> int:
-    """``streamvid live`` (parsed by :mod:`streamvid.cli`): ingest a live source, alert, answer, save."""
-    import signal
-    import sys
-
-    from streamvid import cli
-    from streamvid.errors import EXIT_INTERRUPTED, EXIT_OK
-    from streamvid.events import EventDetector
-    from streamvid.models.base import EncoderError
-    from streamvid.models.factory import create_encoder
-    from streamvid.pipeline import (
-        FINGERPRINT_BYTES,
-        IngestStats,
-        SourceRecord,
-        StreamLog,
-        Watcher,
-        fingerprint,
-        new_memory,
-    )
-    from streamvid.sources import SamplingGrid
-    from streamvid.sources.file import SourceError
-    from streamvid.sources.live import _redact as redact_source
-    from streamvid.sources.live import open_live, resolve
-    from streamvid.timefmt import fmt_time
-
-    # Everything that can be refused is refused before the source is opened (exit 2, one line).
-    webhook_url = check_webhook_url(args.webhook) if args.webhook else None
-    if args.save:
-        cli._check_save_target(args.save)
-    kind = resolve(args.source)  # SourceError (exit 2) for a missing file / unknown spec
-    if kind == "file" and not args.realtime:
-        raise InputError(f"{args.source} is a file: give --realtime to play it at its own pace "
-                         "(or use `streamvid watch` to ingest it as fast as possible)")
-    if kind != "file" and (args.realtime or args.loop):
-        raise InputError("--realtime/--loop apply to a file SOURCE only")
-    try:
-        encoder, note = create_encoder(args.encoder or "auto", model=args.model or cli.DEFAULT_MODEL,
-                                       pretrained=args.pretrained or cli.DEFAULT_PRETRAINED,
-                                       weights=args.weights, device=args.device)
-    except EncoderError as e:
-        raise InputError(str(e)) from None
-    if note:
-        print(f"streamvid: {note}", file=sys.stderr)
-    threshold = args.alert_threshold if args.alert_threshold is not None else DEFAULT_THRESHOLD
-    alerts = [parse_alert(text, encoder, threshold=threshold) for text in args.alert]
-    mb = args.memory_mb or cli.DEFAULT_MEMORY_MB
-    try:
-        memory = new_memory(encoder, int(mb * 2**20))
-    except ValueError as e:
-        raise InputError(f"--memory-mb {mb:g}: {e}") from None
-    fps = args.fps or cli.DEFAULT_FPS
-    max_side = args.max_side or cli.DEFAULT_MAX_SIDE
-    source = open_live(args.source, speed=args.speed, loop=args.loop, sample_fps=fps, maxsize=args.buffer,
-                       max_side=max_side)
-    name = source.path if kind == "file" else redact_source(str(args.source).strip())
-    stem = os.path.splitext(os.path.basename(str(name)))[0] if kind == "file" else "live"
-    detector = EventDetector()
-
-    def emit(doc: dict) -> None:
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
-        sys.stdout.flush()
-
-    webhook = Webhook(webhook_url, timeout=args.webhook_timeout) if webhook_url else None
-    engine = AlertEngine(alerts, source=name, out_dir=os.path.join(args.out, stem), emit=emit, webhook=webhook,
-                         motion_on=detector.cfg.motion_on, motion_off=detector.cfg.motion_off)
-    watcher = Watcher(encoder, memory, detector, on_event=engine.on_event,
-                      on_signals=engine.on_signals if engine.wants_frames else None)
-
-    # Ctrl-C / SIGTERM: stop after the current frame (the source is stopped too, so a stalled
-    # camera does not hold the end up); a second Ctrl-C stops at once.
-    requested = threading.Event()
-    why: list[str] = []
-
-    def handler(signum, frame) -> None:
-        if requested.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        why.append("SIGINT" if signum == signal.SIGINT else "SIGTERM")
-        requested.set()
-        threading.Thread(target=source.stop, daemon=True).start()
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-
-    grid = SamplingGrid(0.0, fps)
-    duration = args.duration
-
-    def frames():
-        for f in source:
-            if duration is not None and f.t > duration + 1e-6:
-                return
-            yield f
-
-    warnings: list[str] = []
-    stats = IngestStats()
-    try:
-        try:
-            stats = watcher.ingest(grid.track(frames()), stop=requested.is_set)
-        except SourceError as e:
-            if not source.emitted:
-                raise
-            warnings.append(f"the stream ended: {e}")
-        finally:
-            source.stop()
-            if webhook is not None:
-                webhook.close(timeout=args.webhook_timeout + 1.0)
-        answers = cli._answer_all(memory, encoder, args.ask, [], args.top_k, min_gap=args.min_gap, at=args.at)
-        rec = SourceRecord(path=name, fps=getattr(getattr(source, "info", None), "fps", None), sampled_fps=fps,
-                           max_side=max_side, offset=0.0)
-        if kind == "file" and not args.loop:
-            rec.size = os.path.getsize(source.path)
-            rec.fingerprint = fingerprint(source.path, min(rec.size, FINGERPRINT_BYTES))
-            rec.duration = source.info.duration
-        rec.add(grid)
-        stream = StreamLog([rec] if grid.frames else [])
-        if args.save and stats.frames:
-            cli._save_memory(memory, args.save, encoder.config(), stream)
-            log.info("memory saved to %s", args.save)
-    finally:
-        for sig, prev in previous.items():
-            signal.signal(sig, prev)
-
-    st = source.stats()
-    gaps = st["gaps"]
-    if webhook is not None and (webhook.failed or webhook.dropped):
-        warnings.append(f"webhook: {webhook.sent} alert(s) delivered, {webhook.failed} failed, "
-                        f"{webhook.dropped} dropped")
-    if args.save and not stats.frames:
-        warnings.append(f"no frame was ingested; {args.save} not written")
-    video = {"path": name, "kind": kind, "duration": None, "fps": rec.fps, "sampled_fps": fps,
-             "frames": stats.frames, "offset": 0.0, "source": 0 if stats.frames else None}
-    live = {"frames": stats.frames, "received": st["received"], "dropped": st["dropped"],
-            "skipped": st["skipped"], "reconnects": st["reconnects"], "gaps": gaps,
-            "stopped_by": why[0] if why else ("duration" if duration is not None and not source.error else "end"),
-            "alerts": len(engine.hits)}
-    summary = None
-    if stats.frames:
-        summary = (f"Watched {name} live ({fmt_time(grid.first_t)}–{fmt_time(grid.last_t)}, {stats.frames} "
-                   f"frames) with the {encoder.name} encoder; memory {memory.nbytes:,} bytes, "
-                   f"{stats.entered} {'entry' if stats.entered == 1 else 'entries'}, "
-                   f"{stats.left} {'exit' if stats.left == 1 else 'exits'}, {len(engine.hits)} alert(s).")
-    cli._emit(args, video, encoder.config(), memory, answers, warnings, stats,
-              stream=cli._stream_doc(stream, "new", None, args.save if stats.frames else None), summary=summary,
-              extra={"live": live, "alerts": engine.hits}, indent=None)
-    if not args.quiet:
-        gap_s = sum(b - a for a, b in gaps)
-        print(f"streamvid: live: {stats.frames} frames, {st['dropped']} dropped, {st['reconnects']} "
-              f"reconnects, {len(gaps)} gaps ({gap_s:.1f} s)", file=sys.stderr)
-    if why and why[0] == "SIGINT":
-        saved = f"; saved the memory to {args.save}" if args.save and stats.frames else ""
-        print(f"streamvid: interrupted{saved}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_OK

@@ -120,38 +120,74 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
 
-    lv = sub.add_parser("live", parents=[common, enc], help="watch a live stream, alert on standing questions",
+    ing = argparse.ArgumentParser(add_help=False)  # options of live ingestion (live, serve)
+    g = ing.add_argument_group("live ingestion")
+    g.add_argument("--realtime", action="store_true", help="file SOURCEs are played paced at their own rate")
+    g.add_argument("--speed", type=_positive(float), default=1.0, metavar="X",
+                   help="with --realtime: play X times faster (default: %(default)s)")
+    g.add_argument("--loop", action="store_true", help="with --realtime: start a file again at its end")
+    g.add_argument("--alert", action="append", default=[], metavar="TEXT",
+                   help="a standing question, e.g. \"a person enters\", \"someone in red leaves\", "
+                   "\"motion\", \"scene change\" (clip: any text); repeatable")
+    g.add_argument("--alert-threshold", type=float, default=None, metavar="COS",
+                   help="clip: cosine above which a free-text alert fires (default: 0.26)")
+    g.add_argument("--webhook", metavar="URL", help="POST each alert's JSON to this http(s) URL")
+    g.add_argument("--webhook-timeout", type=_positive(float), default=5.0, metavar="SECONDS",
+                   help="timeout of one webhook POST (default: %(default)s)")
+    g.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS",
+                   help="stop ingesting a source after this much stream time")
+    g.add_argument("--fps", type=_positive(float), default=None,
+                   help=f"frames sampled per second of stream time (default: {DEFAULT_FPS:g})")
+    g.add_argument("--memory-mb", type=_positive(float), default=None, metavar="MB",
+                   help=f"memory budget of each source in MiB (default: {DEFAULT_MEMORY_MB:g})")
+    g.add_argument("--max-side", type=_positive(int), default=None, metavar="PX",
+                   help=f"scale frames to at most PX on the long side (default: {DEFAULT_MAX_SIDE})")
+    g.add_argument("--buffer", type=_positive(int), default=8, metavar="N",
+                   help="frames buffered per source between it and ingestion; when full the oldest is "
+                   "dropped, counted (default: %(default)s)")
+    g.add_argument("--batch", dest="batch_size", type=_positive(int), default=8, metavar="N",
+                   help="most frames (of all sources) encoded in one batch (default: %(default)s)")
+
+    lv = sub.add_parser("live", parents=[common, enc, ing], help="watch a live stream, alert on standing questions",
                         description="Ingest a live SOURCE (webcam index, /dev/video*, rtsp/rtmp/http URL, HTTP "
                         "MJPEG, or a file with --realtime) into a fixed-size memory; each --alert hit prints "
                         "one JSON line on stdout (and is POSTed to --webhook); --ask is answered when the "
                         "stream ends (--duration, end of a file, Ctrl-C or SIGTERM).")
-    lv.add_argument("source", metavar="SOURCE", help="webcam index, device path, URL, or a file (with --realtime)")
-    lv.add_argument("--realtime", action="store_true", help="SOURCE is a file: play it paced at its own rate")
-    lv.add_argument("--speed", type=_positive(float), default=1.0, metavar="X",
-                    help="with --realtime: play X times faster (default: %(default)s)")
-    lv.add_argument("--loop", action="store_true", help="with --realtime: start the file again at its end")
-    lv.add_argument("--alert", action="append", default=[], metavar="TEXT",
-                    help="a standing question, e.g. \"a person enters\", \"someone in red leaves\", "
-                    "\"motion\", \"scene change\" (clip: any text); repeatable")
-    lv.add_argument("--alert-threshold", type=float, default=None, metavar="COS",
-                    help="clip: cosine above which a free-text alert fires (default: 0.26)")
-    lv.add_argument("--webhook", metavar="URL", help="POST each alert's JSON to this http(s) URL")
-    lv.add_argument("--webhook-timeout", type=_positive(float), default=5.0, metavar="SECONDS",
-                    help="timeout of one webhook POST (default: %(default)s)")
+    lv.add_argument("source", metavar="SOURCE", nargs="+",
+                    help="webcam index, device path, URL, or a file (with --realtime); several: one memory "
+                    "each, ingested together")
     lv.add_argument("--ask", action="append", default=[], metavar="QUESTION",
                     help="a question answered when the stream ends (repeatable)")
-    lv.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS",
-                    help="stop after this much stream time")
-    lv.add_argument("--fps", type=_positive(float), default=None,
-                    help=f"frames sampled per second of stream time (default: {DEFAULT_FPS:g})")
-    lv.add_argument("--memory-mb", type=_positive(float), default=None, metavar="MB",
-                    help=f"memory budget in MiB (default: {DEFAULT_MEMORY_MB:g})")
-    lv.add_argument("--max-side", type=_positive(int), default=None, metavar="PX",
-                    help=f"scale frames to at most PX on the long side (default: {DEFAULT_MAX_SIDE})")
-    lv.add_argument("--buffer", type=_positive(int), default=8, metavar="N",
-                    help="frames buffered between the source and ingestion; when full the oldest is "
-                    "dropped (default: %(default)s)")
-    lv.add_argument("--save", metavar="MEM", help="save the memory (safetensors, atomically) to MEM at the end")
+    lv.add_argument("--save", metavar="MEM",
+                    help="save the memory (safetensors, atomically) to MEM at the end; with several "
+                    "sources MEM must hold {i} (the source's number) or {name}, e.g. mem-{i}.svm")
+    lv.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="a status line on stderr (default: when stderr is a terminal)")
+
+    sv = sub.add_parser("serve", parents=[enc, ing], help="serve live streams and saved memories: JSON API and web page",
+                        description="Serve --source streams (ingested live, one memory each) and --memory files "
+                        "over HTTP: POST /ask, GET /events (+ /events/stream, SSE), /memory, /frame.jpg, "
+                        "/health, /docs, and a web page at /. Stops on SIGTERM or Ctrl-C (saving with --save).")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s); any "
+                    "other than loopback needs --token")
+    sv.add_argument("--port", type=int, default=8765, help="port (default: %(default)s; 0: any free port)")
+    sv.add_argument("--token", default=None, help="bearer token every request must carry (default: "
+                    "$STREAMVID_TOKEN); the page takes it once as /?token=TOKEN")
+    sv.add_argument("--source", action="append", default=[], metavar="SOURCE",
+                    help="a live source (webcam index, device, URL) or a file with --realtime (repeatable)")
+    sv.add_argument("--memory", action="append", default=[], metavar="MEM",
+                    help="a memory saved with --save, served read-only (repeatable)")
+    sv.add_argument("--save", metavar="MEM", help="at shutdown, save each source's memory to MEM ({i}/{name} "
+                    "in the path with several sources)")
+    sv.add_argument("--max-body-mb", type=_positive(float), default=8.0, metavar="MB",
+                    help="largest request body, e.g. an uploaded image (default: %(default)s)")
+    sv.add_argument("--min-gap", type=_nonneg, default=1.0, metavar="SECONDS",
+                    help="answers: moments closer than this are merged (default: %(default)s)")
+    sv.add_argument("--out", default="streamvid_out", metavar="DIR",
+                    help="where alert thumbnails are written (default: %(default)s)")
+    sv.add_argument("-v", "--verbose", action="count", default=0, help="more log output (access log with -v)")
+    sv.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr; no alert lines on stdout")
+    sv.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
 
     a = sub.add_parser("ask", parents=[common], help="answer questions from a saved memory",
                        description="Answer questions from a memory saved with `watch --save`, without the video.")
@@ -188,6 +224,23 @@ def _read_image(path: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def make_encoder(args):
+    """The encoder the ``--encoder/--model/--pretrained/--weights/--device`` options ask for; the
+    auto encoder's fallback note goes to stderr; an unusable choice is an InputError (exit 2)."""
+    from streamvid.models.base import EncoderError
+    from streamvid.models.factory import create_encoder
+
+    try:
+        encoder, note = create_encoder(args.encoder or "auto", model=args.model or DEFAULT_MODEL,
+                                       pretrained=args.pretrained or DEFAULT_PRETRAINED,
+                                       weights=args.weights, device=args.device)
+    except EncoderError as e:
+        raise InputError(str(e)) from None
+    if note:
+        print(f"streamvid: {note}", file=sys.stderr)
+    return encoder
+
+
 def _check_save_target(path: str) -> None:
     from streamvid.memory.snapshot import is_snapshot
 
@@ -207,8 +260,6 @@ def _check_save_target(path: str) -> None:
 # ---------------------------------------------------------------------- commands
 def cmd_watch(args) -> int:
     from streamvid.events import EventDetector
-    from streamvid.models.base import EncoderError
-    from streamvid.models.factory import create_encoder
     from streamvid.pipeline import (
         FINGERPRINT_BYTES,
         IngestStats,
@@ -261,14 +312,7 @@ def cmd_watch(args) -> int:
     if resumed is not None:
         encoder, memory = resumed.encoder(), resumed.memory
     else:
-        try:
-            encoder, note = create_encoder(args.encoder or "auto", model=args.model or DEFAULT_MODEL,
-                                           pretrained=args.pretrained or DEFAULT_PRETRAINED,
-                                           weights=args.weights, device=args.device)
-        except EncoderError as e:
-            raise InputError(str(e)) from None
-        if note:
-            print(f"streamvid: {note}", file=sys.stderr)
+        encoder = make_encoder(args)
         mb = args.memory_mb or DEFAULT_MEMORY_MB
         try:
             memory = new_memory(encoder, int(mb * 2**20))
@@ -343,9 +387,15 @@ def cmd_watch(args) -> int:
 
 
 def cmd_live(args) -> int:
-    from streamvid.alerts import run_live
+    from streamvid.live import run_live
 
     return run_live(args)
+
+
+def cmd_serve(args) -> int:
+    from streamvid.server import run_serve
+
+    return run_serve(args)
 
 
 @contextlib.contextmanager
@@ -666,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return EXIT_BAD_INPUT
         _setup_logging(args)
-        return {"watch": cmd_watch, "live": cmd_live, "ask": cmd_ask}[args.command](args)
+        return {"watch": cmd_watch, "live": cmd_live, "serve": cmd_serve, "ask": cmd_ask}[args.command](args)
     except StreamvidError as e:
         print(f"streamvid: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -27,8 +27,9 @@ import cv2
 import numpy as np
 import torch
 
-from streamvid.events import EventDetector
+from streamvid.events import DetectorOutput, EventDetector
 from streamvid.memory import DeltaMem, MemoryLayout
+from streamvid.memory.bank import FrameUpdate
 from streamvid.models.base import Encoder
 from streamvid.sources import SamplingGrid
 from streamvid.types import Detection, Frame
@@ -133,8 +134,7 @@ class Watcher:
                 first = False
                 if on_frame is not None:
                     on_frame(frame)
-        for det in self.detector.finish():
-            self._pin(det, stats)
+        self.finish(stats)
         stats.seconds = time.perf_counter() - t0
         return stats
 
@@ -158,17 +158,33 @@ class Watcher:
             yield dataclasses.replace(frame, t=frame.t + offset) if offset else frame
 
     def _step(self, frame: Frame, enc, stats: IngestStats, boundary: bool = False) -> None:
+        update, out = self.observe(frame, enc, boundary=boundary)
+        self.memory.update(update.t, update.enc, update.channels, thumb=update.thumb, boundary=update.boundary)
+        self.commit(frame, out, stats)
+
+    def observe(self, frame: Frame, enc, *, boundary: bool = False) -> tuple[FrameUpdate, DetectorOutput]:
+        """Run the detector on ``frame`` → what to write into the memory, and the detector's output
+        for :meth:`commit` once it is written (a MemoryBank writes several streams' frames at once)."""
         out = self.detector.update(frame)
         if self.on_signals is not None:
             self.on_signals(frame, out, enc)
         max_bytes = self.memory.layout.thumb_bytes
-        self.memory.update(frame.t, enc, out.signals.as_list(),
-                           thumb=lambda: encode_jpeg(frame.rgb, height=self.thumb_height, max_bytes=max_bytes),
-                           boundary=boundary or out.boundary or out.activity_changed)
+        update = FrameUpdate(frame.t, enc, out.signals.as_list(),
+                             thumb=lambda: encode_jpeg(frame.rgb, height=self.thumb_height, max_bytes=max_bytes),
+                             boundary=boundary or out.boundary or out.activity_changed)
+        return update, out
+
+    def commit(self, frame: Frame, out: DetectorOutput, stats: IngestStats) -> None:
+        """After ``frame`` is in the memory: count it, pin the detector's entries and exits."""
         stats.frames += 1
         stats.first_t = frame.t if stats.first_t is None else stats.first_t
         stats.last_t = frame.t
         for det in out.detections:
+            self._pin(det, stats)
+
+    def finish(self, stats: IngestStats) -> None:
+        """The stream ended: pin what the detector still holds (exits of people still tracked)."""
+        for det in self.detector.finish():
             self._pin(det, stats)
 
     def _describe(self, det: Detection) -> str:

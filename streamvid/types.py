@@ -21,11 +21,14 @@ class Frame:
 
     ``rgb`` is ``[H, W, 3]`` uint8 in RGB order; ``t`` is the presentation time in seconds from the
     start of the video (or of the stream); ``index`` counts the frames this source has emitted.
+    ``arrived`` (live sources): ``time.monotonic()`` when the frame was decoded and queued, from
+    which latencies are measured.
     """
 
     t: float
     rgb: np.ndarray
     index: int
+    arrived: float | None = None
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,31 @@ def test_live_lobby_alerts_webhook_save_and_ask(capsys, tmp_path, hook_server):
     assert not missed
 
 
+@pytest.mark.slow
+def test_two_sources_in_one_process(capsys, tmp_path):
+    """Two cameras (the sample twice), one memory each, batched: both get every entry, each has its
+    own summary line and saved memory."""
+    save = tmp_path / "cam-{i}.svm"
+    code, out, err = run_cli(capsys, "live", LOBBY, LOBBY, "--realtime", "--speed", 20, "--buffer", 200,
+                             "--duration", 40, "--alert", "a person enters", "--encoder", "classic",
+                             "--out", tmp_path / "out", "--save", save, "--ask", "who entered?", "--json")
+    assert code == 0, err
+    docs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    hits = [d for d in docs if "alert" in d]
+    finals = [d for d in docs if "answers" in d]
+    assert [d["live"]["stream"] for d in finals] == [0, 1]
+    expected = [e["t"] for e in TRUTH if e["event"] == "entered" and e["t"] <= 38]
+    thumbs = set()
+    for i in (0, 1):
+        mine = sorted(h["t"] for h in hits if h["stream"] == i)
+        assert len(mine) == len(expected) and all(abs(a - b) <= TOL for a, b in zip(mine, expected)), mine
+        thumbs |= {h["thumbnail"] for h in hits if h["stream"] == i}
+        assert Path(str(save).replace("{i}", str(i))).is_file()
+        assert finals[i]["answers"][0]["intent"] == "entered" and finals[i]["live"]["dropped"] == 0
+    assert len(thumbs) == len(hits)  # the two streams' thumbnails do not overwrite each other
+    assert err.count("streamvid: live [") == 2
+
+
 def test_duration_stops_early_and_unreachable_webhook_does_not_block(capsys, tmp_path):
     url = f"http://127.0.0.1:{free_port()}/hook"
     code, out, err = run_cli(capsys, "live", LOBBY, "--realtime", "--speed", 20, "--duration", 14,

@@ -11,7 +11,8 @@ Four tiers, all allocated once from a :class:`~streamvid.memory.layout.MemoryLay
 - **thumbnails** ``thumb_data [P, thumb_bytes]``: a pool of JPEG bytes referenced by the others.
 
 The per-frame hot operations (nearest slot, grouped gated merge) go through
-:mod:`streamvid.kernels.dispatch` with ``B = 1``.
+:mod:`streamvid.kernels.dispatch`: with ``B = 1`` from :meth:`DeltaMem.update`, with ``B > 1`` from a
+:class:`~streamvid.memory.bank.MemoryBank` holding several streams' memories.
 """
 
 from __future__ import annotations
@@ -139,6 +140,10 @@ class DeltaMem:
             one saved with safetensors); ``None`` (the default): the closed-form gate
             ``max(n / (count + n), gate_floor)``. Not part of the snapshot tensors; :meth:`config`
             records its path.
+        storage: optional tensors to use as buffers (by name, each of the layout's shape and
+            dtype, contiguous, on ``device``; zeroed here) instead of allocating them: how a
+            :class:`~streamvid.memory.bank.MemoryBank` makes its memories' slot tensors rows of
+            its stacked ``[B, M, ...]`` tensors.
     """
 
     def __init__(
@@ -155,6 +160,7 @@ class DeltaMem:
         temperature: float = 0.05,
         recency_tau: float = 30.0,
         gate: GateNet | str | os.PathLike | None = None,
+        storage: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.layout = layout
         self.device = torch.device(device)
@@ -173,9 +179,18 @@ class DeltaMem:
         self.gate = gate.to(self.device).eval() if gate is not None else None
 
         self._buffers: dict[str, torch.Tensor] = {}
+        storage = storage or {}
         for name, (shape, dtype) in layout.buffers().items():
-            self._buffers[name] = torch.zeros(shape, dtype=dtype, device=self.device)
-            setattr(self, name, self._buffers[name])
+            buf = storage.get(name)
+            if buf is None:
+                buf = torch.zeros(shape, dtype=dtype, device=self.device)
+            elif tuple(buf.shape) != shape or buf.dtype != dtype or buf.device != self.device \
+                    or not buf.is_contiguous():
+                raise ValueError(f"storage for {name} must be a contiguous {dtype}{list(shape)} on {self.device}")
+            else:
+                buf.zero_()
+            self._buffers[name] = buf
+            setattr(self, name, buf)
         for name in ("slot_thumb", "seg_thumb", "ev_thumb"):
             self._buffers[name].fill_(-1)
         self._seg_names = [name for name in self._buffers if name.startswith("seg_")]
@@ -241,6 +256,34 @@ class DeltaMem:
             thumb: returns the frame's JPEG bytes; called only when a new segment opens.
             boundary: a scene cut or camera move: always open a new segment.
         """
+        t, x, seg_thumb = self._begin(t, enc, channels, thumb, boundary)
+        hi = self.slots_in_use()
+        best_idx, best_sim, _ = dispatch.delta_assign(x[None], self.slot_k[None, :hi], self.slot_used[None, :hi])
+        target, novelty = self._targets(t, x, best_idx[0], best_sim[0], seg_thumb)
+        n = dispatch.delta_merge(
+            x[None],
+            target[None],
+            self.slot_k[None],
+            self.slot_count[None],
+            self.slot_importance[None],
+            novelty[None],
+            self.gate_floor,
+            gate=None if self.gate is None else self._learned_gate(target, novelty)[None],
+        )[0]
+        self._end(t, n)
+
+    # The three phases of ``update`` around the two kernels; a MemoryBank runs them for several
+    # memories with one kernel launch each (B > 1) in between.
+
+    def slots_in_use(self) -> int:
+        """Used slots always form a prefix (free slots are claimed lowest first and a slot is
+        never freed, only evicted and re-claimed), so only ``slot_k[:slots_in_use()]`` is compared."""
+        return int(self.slot_used.sum())
+
+    def _begin(
+        self, t: float, enc: Encoded, channels, thumb: Callable[[], bytes] | None, boundary: bool
+    ) -> tuple[float, torch.Tensor, int]:
+        """Check the frame, count it, decay importance, extend the timeline → ``(t, x [N, D], seg_thumb)``."""
         D = self.layout.dim
         x = enc.tokens.to(self.device, torch.float32)
         g = enc.global_.to(self.device, torch.float32)
@@ -266,30 +309,22 @@ class DeltaMem:
 
         self.slot_importance.mul_(self.importance_decay)
         seg_thumb = self._extend_timeline(t, g, ch, thumb, boundary)
-        self._write_tokens(t, x, seg_thumb)
+        return t, x, seg_thumb
 
-    def _write_tokens(self, t: float, x: torch.Tensor, seg_thumb: int) -> None:
-        """Delta-encode ``x [N, D]`` against the slots, claim slots for novel tokens, merge the rest."""
-        # Used slots always form a prefix (free slots are claimed lowest first and a slot is never
-        # freed, only evicted and re-claimed), so only that prefix is compared.
-        hi = int(self.slot_used.sum())
-        best_idx, best_sim, _ = dispatch.delta_assign(x[None], self.slot_k[None, :hi], self.slot_used[None, :hi])
-        best_idx, best_sim = best_idx[0], best_sim[0]
+    def _targets(
+        self, t: float, x: torch.Tensor, best_idx: torch.Tensor, best_sim: torch.Tensor, seg_thumb: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """From the nearest slots ``best_idx/best_sim [N]`` of ``x [N, D]``: claim slots for the novel
+        tokens → ``(target [N], novelty [N])``, the slot each token merges into and its novelty."""
         novelty = (1.0 - best_sim).clamp(0.0, 2.0)  # 2 (the most) when no slot is used yet
         novel = (novelty > self.novelty_threshold).cpu().numpy()
         target = best_idx  # slot each token merges into
         if novel.any():
             target = self._claim(t, x, best_idx, best_sim, novelty, novel, seg_thumb)
-        n = dispatch.delta_merge(
-            x[None],
-            target[None],
-            self.slot_k[None],
-            self.slot_count[None],
-            self.slot_importance[None],
-            novelty[None],
-            self.gate_floor,
-            gate=None if self.gate is None else self._learned_gate(target, novelty)[None],
-        )[0]
+        return target, novelty
+
+    def _end(self, t: float, n: torch.Tensor) -> None:
+        """After the merge: ``n [M]`` tokens merged into each slot."""
         self.slot_t_last[n > 0] = t
 
     @torch.no_grad()

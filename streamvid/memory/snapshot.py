@@ -46,7 +46,8 @@ def save(mem: DeltaMem, path: str | os.PathLike, metadata: dict | None = None) -
         "config": mem.config(),
         "metadata": metadata or {},
     }
-    tensors = {name: t.detach().cpu().contiguous() for name, t in mem.buffers().items()}
+    # copies: a memory of a MemoryBank has rows of shared tensors as buffers
+    tensors = {name: t.detach().cpu().clone() for name, t in mem.buffers().items()}
     text = json.dumps(header, separators=(",", ":"))  # ASCII: any path survives, escaped
     blob = _fixed_size(st_save(tensors, metadata={"streamvid": text}), text)
 

@@ -123,7 +123,8 @@ class LiveSource:
         self.failures = 0
         self.error: SourceError | None = None  # why the source ended, when it failed
         self._gaps: deque[tuple[float, float]] = deque(maxlen=max_gaps)
-        self._buf: deque[tuple[float, np.ndarray]] = deque()
+        self._buf: deque[tuple[float, np.ndarray, float]] = deque()  # (t, rgb, arrival monotonic time)
+        self.waker: threading.Event | None = None  # set whenever a frame is queued or the source ends
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._ended = False
@@ -146,6 +147,12 @@ class LiveSource:
     def buffered(self) -> int:
         with self._cond:
             return len(self._buf)
+
+    @property
+    def finished(self) -> bool:
+        """The source ended (or was stopped) and every queued frame has been read."""
+        with self._cond:
+            return (self._ended or self._stop.is_set()) and not self._buf
 
     def _skip(self) -> None:
         """A corrupt packet or frame was skipped (see :func:`decoded_frames`)."""
@@ -201,7 +208,7 @@ class LiveSource:
                 while not self._buf and not self._ended and not self._stop.is_set():
                     self._cond.wait(0.1)
                 if self._buf:
-                    t, rgb = self._buf.popleft()
+                    t, rgb, arrived = self._buf.popleft()
                     index = self.emitted
                     self.emitted += 1
                 elif self._stop.is_set() and not self._ended:
@@ -210,7 +217,7 @@ class LiveSource:
                     if self.error is not None:
                         raise self.error
                     return
-            yield Frame(t=t, rgb=rgb, index=index)
+            yield Frame(t=t, rgb=rgb, index=index, arrived=arrived)
 
     def read(self, timeout: float | None = None) -> Frame | None:
         """The next frame, or ``None`` when none arrives within ``timeout`` or the source ended."""
@@ -226,10 +233,10 @@ class LiveSource:
                 if self._ended and self.error is not None:
                     raise self.error
                 return None
-            t, rgb = self._buf.popleft()
+            t, rgb, arrived = self._buf.popleft()
             index = self.emitted
             self.emitted += 1
-        return Frame(t=t, rgb=rgb, index=index)
+        return Frame(t=t, rgb=rgb, index=index, arrived=arrived)
 
     # -- for subclasses ----------------------------------------------------------------------
     def clock(self) -> float:
@@ -265,14 +272,18 @@ class LiveSource:
             if len(self._buf) >= self.maxsize:
                 self._buf.popleft()
                 self.dropped += 1
-            self._buf.append((t, rgb))
+            self._buf.append((t, rgb, time.monotonic()))
             self._cond.notify()
+        if self.waker is not None:
+            self.waker.set()
 
     def _finish(self, error: SourceError | None) -> None:
         with self._cond:
             self.error = error
             self._ended = True
             self._cond.notify_all()
+        if self.waker is not None:
+            self.waker.set()
 
     def _run(self) -> None:
         grid = SamplingGrid(0.0, self.sample_fps)
