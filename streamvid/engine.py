@@ -196,10 +196,15 @@ class Engine:
                         self._set_state(s, "ended" if ended else "stopped", why="end" if ended else "stop")
 
     def _take(self, active: list[Stream]) -> list[tuple[Stream, Frame]]:
-        """Up to ``batch_size`` frames, shared fairly among the streams that have some."""
+        """Up to ``batch_size`` frames, shared fairly among the streams that have some.
+
+        A stream that ended (or reached its ``duration``) with frames taken in this round is marked
+        ended only in a later round, once those frames are in its memory: a client that sees
+        "ended" sees every frame counted."""
         per = max(1, self.batch_size // len(active))
         picked: list[tuple[Stream, Frame]] = []
         for s in active:
+            took = 0
             for _ in range(per):
                 try:
                     f = s.source.read(timeout=0)
@@ -207,14 +212,15 @@ class Engine:
                     self._set_state(s, "failed", why="error", error=str(e))
                     break
                 if f is None:
-                    if s.source.finished:
-                        self._set_state(s, "ended", why="end")
+                    if s.source.finished and not took:
+                        self._set_state(s, "ended", why=s.stopped_by or "end")
                     break
                 if s.duration is not None and f.t > s.duration + 1e-6:
-                    s.source.stop()
-                    self._set_state(s, "ended", why="duration")
+                    s.source.stop()  # no frame after this one: the next round finds it finished
+                    s.stopped_by = "duration"
                     break
                 picked.append((s, f))
+                took += 1
         return picked
 
     def _ingest(self, picked: list[tuple[Stream, Frame]]) -> None:

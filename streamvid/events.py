@@ -124,6 +124,47 @@ class _Track:
         return self.box[:2] + self.box[2:] / 2
 
 
+class ViewChecker:
+    """Scene cuts and camera moves between consecutive frames.
+
+    A **cut**: the edge maps' correlation falls below ``edge_corr`` while the hue/saturation
+    histograms' Bhattacharyya distance rises above ``hist_dist`` (both at once: a person walking
+    by changes neither enough; a lighting change moves the histogram, not the edges). Otherwise a
+    **camera move**: a phase-correlation shift of more than ``shift_px`` pixels.
+    """
+
+    def __init__(self, edge_corr: float = 0.45, hist_dist: float = 0.35, shift_px: float = 2.5) -> None:
+        self.edge_corr, self.hist_dist, self.shift_px = edge_corr, hist_dist, shift_px
+        self._prev_edges: np.ndarray | None = None
+        self._prev_hist: np.ndarray | None = None
+        self._prev_gray: np.ndarray | None = None
+
+    def check(self, small: np.ndarray, gray: np.ndarray) -> tuple[bool, bool]:
+        """``(cut, moving)`` for this frame (``small``: RGB uint8, ``gray``: float32 luma, same size)."""
+        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+        edges = cv2.GaussianBlur(np.sqrt(gx * gx + gy * gy), (0, 0), 2.0)
+        hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+        hist = cv2.calcHist([hsv], [0, 1], None, [16, 4], [0, 180, 0, 256]).ravel()
+        hist /= max(hist.sum(), 1.0)
+        cut = moving = False
+        if self._prev_edges is not None and self._prev_edges.shape == edges.shape:
+            a = edges - edges.mean()
+            b = self._prev_edges - self._prev_edges.mean()
+            corr = float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-6))
+            dist = float(cv2.compareHist(hist, self._prev_hist, cv2.HISTCMP_BHATTACHARYYA))
+            cut = corr < self.edge_corr and dist > self.hist_dist
+            if not cut:
+                (dx, dy), resp = cv2.phaseCorrelate(self._prev_gray, gray)
+                moving = resp > 0.05 and np.hypot(dx, dy) > self.shift_px
+            if cut:
+                log.debug("scene cut (edge corr %.2f, hist dist %.2f)", corr, dist)
+            elif moving:
+                log.debug("camera moved (%.1f, %.1f) px", dx, dy)
+        self._prev_edges, self._prev_hist, self._prev_gray = edges, hist, gray
+        return cut, moving
+
+
 class EventDetector:
     """Entries, exits and per-frame signals from a stream of frames (see the module docstring).
 
@@ -138,9 +179,7 @@ class EventDetector:
         self._faces: cv2.CascadeClassifier | None = None
         self._bg: np.ndarray | None = None  # [h, w, 3] float32 YCrCb
         self._last_fg: np.ndarray | None = None  # [h, w] bool, the last frame's foreground
-        self._prev_edges: np.ndarray | None = None
-        self._prev_hist: np.ndarray | None = None
-        self._prev_gray: np.ndarray | None = None
+        self._view = ViewChecker(self.cfg.cut_edge_corr, self.cfg.cut_hist_dist, self.cfg.camera_shift_px)
         self._noise = 2.0
         self._warm = 0
         self._tracks: list[_Track] = []
@@ -224,29 +263,7 @@ class EventDetector:
         return cv2.resize(rgb, (pw, ph), interpolation=cv2.INTER_AREA) if pw != w else rgb
 
     def _scene_checks(self, small: np.ndarray, gray: np.ndarray) -> tuple[bool, bool]:
-        cfg = self.cfg
-        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-        edges = cv2.GaussianBlur(np.sqrt(gx * gx + gy * gy), (0, 0), 2.0)
-        hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
-        hist = cv2.calcHist([hsv], [0, 1], None, [16, 4], [0, 180, 0, 256]).ravel()
-        hist /= max(hist.sum(), 1.0)
-        cut = moving = False
-        if self._prev_edges is not None:
-            a = edges - edges.mean()
-            b = self._prev_edges - self._prev_edges.mean()
-            corr = float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-6))
-            dist = float(cv2.compareHist(hist, self._prev_hist, cv2.HISTCMP_BHATTACHARYYA))
-            cut = corr < cfg.cut_edge_corr and dist > cfg.cut_hist_dist
-            if not cut:
-                (dx, dy), resp = cv2.phaseCorrelate(self._prev_gray, gray)
-                moving = resp > 0.05 and np.hypot(dx, dy) > cfg.camera_shift_px
-            if cut:
-                log.debug("scene cut (edge corr %.2f, hist dist %.2f)", corr, dist)
-            elif moving:
-                log.debug("camera moved (%.1f, %.1f) px", dx, dy)
-        self._prev_edges, self._prev_hist, self._prev_gray = edges, hist, gray
-        return cut, moving
+        return self._view.check(small, gray)
 
     def _reset_background(self, ycc: np.ndarray, *, keep_tracks: bool) -> None:
         self._bg = ycc.copy()

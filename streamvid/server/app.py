@@ -5,7 +5,8 @@ Routes (JSON unless said; every error is ``{"error": "...", "status": N}`` with 
 - ``POST /ask`` — ``{"question": str, "stream": id?, "top_k": int?}``, or a multipart form with an
   ``image`` file (and optional ``stream``, ``top_k``), or a raw ``image/jpeg``/``image/png`` body →
   ``{"question", "answers": [{"stream", "stream_name", ...the answer schema of --json}]}``;
-- ``GET /events?stream=&since=&limit=`` — pinned entries/exits and alert hits, oldest first;
+- ``GET /events?stream=&since=&limit=`` — pinned entries/exits and alert hits after id ``since``,
+  the oldest ``limit`` of them (``more``: whether others follow; page on with the last id);
 - ``GET /events/stream?stream=`` — Server-Sent Events: ``event`` (one event), ``frame`` (a new
   frame was ingested; at most 2/s per stream), ``status`` (the /health document);
 - ``GET /memory?stream=`` — budget, bytes, position and sources of each memory;
@@ -180,7 +181,8 @@ def create_app(hub: Hub, *, token: str | None = None, max_body: int = MAX_BODY, 
     def events(stream: int | None = None, since: int = Query(0, ge=0), limit: int = Query(500, ge=1, le=2000)) -> dict:
         if stream is not None:
             streams_of(stream)
-        return {"events": hub.events_since(since, stream, limit), "last_id": hub.last_id}
+        events, more = hub.events_since(since, stream, limit)
+        return {"events": events, "more": more, "last_id": hub.last_id}
 
     @app.get("/frame.jpg", summary="The newest frame (a saved memory: its newest thumbnail)",
              response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})

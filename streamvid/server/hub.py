@@ -113,10 +113,12 @@ class Hub:
         if publish:
             self.publish("event", doc, doc["stream"])
 
-    def events_since(self, since: int = 0, sid: int | None = None, limit: int = 500) -> list[dict]:
+    def events_since(self, since: int = 0, sid: int | None = None, limit: int = 500) -> tuple[list[dict], bool]:
+        """The oldest ``limit`` events after id ``since`` (of stream ``sid``), and whether more follow:
+        a client pages forward with ``since`` = the last id it got."""
         with self._elock:
             out = [e for e in self.events if e["id"] > since and (sid is None or e["stream"] == sid)]
-        return out[-limit:] if limit else out
+        return out[:limit], len(out) > limit
 
     def subscribe(self, loop: asyncio.AbstractEventLoop, sid: int | None) -> _Subscriber | None:
         """A queue of ``(kind, data)`` messages for one client; None when there are too many."""
