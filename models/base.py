@@ -8,6 +8,7 @@ on the CPU.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -47,3 +48,26 @@ class Encoder(Protocol):
 def l2n(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """L2-normalise along ``dim`` (zero vectors stay zero)."""
     return x / x.norm(dim=dim, keepdim=True).clamp_min(1e-12)
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def one_line(exc: BaseException | str, limit: int = 200) -> str:
+    """An exception (or text) as one short line for an error message (ANSI codes removed)."""
+    text = ANSI_ESCAPE.sub("", str(exc)).strip() or type(exc).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"``: CUDA when available, else the CPU; EncoderError for a bad or absent device."""
+    if device is None or str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise EncoderError(f"bad device '{device}': {one_line(e)}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EncoderError(f"device '{device}' asked for, but CUDA is not available")
+    return dev

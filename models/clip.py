@@ -32,7 +32,7 @@ from torchvision.transforms import InterpolationMode
 
 from streamvid.types import Encoded
 
-from .base import EncoderError, l2n
+from .base import ANSI_ESCAPE, EncoderError, l2n, one_line, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,7 @@ def offline_mode() -> str | None:
     return None
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-
-def _one_line(exc: BaseException | str, limit: int = 200) -> str:
-    text = _ANSI.sub("", str(exc)).strip() or type(exc).__name__
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,7 +91,7 @@ def resolve_model_name(model: str) -> tuple[str, bool]:
         try:
             cfg = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            raise EncoderError(f"cannot read CLIP model config {path}: {_one_line(e)}") from e
+            raise EncoderError(f"cannot read CLIP model config {path}: {one_line(e)}") from e
         if not isinstance(cfg, dict) or not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
             raise EncoderError(
                 f"CLIP model config {path} is not an open_clip model config "
@@ -224,14 +218,14 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             # torch's text advises weights_only=False (unsafe) and carries ANSI codes: keep its detail
-            m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)", _ANSI.sub("", str(e)))
+            m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)", ANSI_ESCAPE.sub("", str(e)))
             detail = f" ({' '.join(m.group(1).split())})" if m else ""
             raise ValueError(
                 f"not a plain state dict of tensors, or corrupt{detail}; "
                 "streamvid never unpickles other objects (use .safetensors)"
             ) from None
         except RuntimeError as e:  # e.g. a truncated zip archive
-            raise ValueError(f"corrupt PyTorch file ({_ANSI.sub('', str(e)).split('. ')[0]})") from None
+            raise ValueError(f"corrupt PyTorch file ({ANSI_ESCAPE.sub('', str(e)).split('. ')[0]})") from None
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not checkpoint:
@@ -307,14 +301,7 @@ class ClipEncoder:
     ) -> None:
         self.model_arg = str(model)
         self.batch_size = max(1, int(batch_size))
-        if device is None or str(device) == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as e:
-            raise EncoderError(f"bad device '{device}': {_one_line(e)}") from e
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise EncoderError(f"device '{device}' asked for, but CUDA is not available")
+        self.device = resolve_device(device)
         self.precision = "fp16" if self.device.type == "cuda" else "fp32"
 
         arch, custom = resolve_model_name(self.model_arg)
@@ -357,7 +344,7 @@ class ClipEncoder:
             try:
                 state = _read_state_dict(ckpt)
             except Exception as e:  # noqa: BLE001 - corrupt file, pickle refused, not a state dict ...
-                raise EncoderError(f"cannot read CLIP weights {ckpt}: {_one_line(e)}") from e
+                raise EncoderError(f"cannot read CLIP weights {ckpt}: {one_line(e)}") from e
 
         force_pp = {k: pcfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pcfg}
         try:
@@ -372,14 +359,14 @@ class ClipEncoder:
                     pretrained_hf=False,  # no separate text-tower download; the checkpoint has it all
                 )
         except Exception as e:  # noqa: BLE001
-            raise EncoderError(f"cannot build CLIP model '{self.model_arg}': {_one_line(e)}") from e
+            raise EncoderError(f"cannot build CLIP model '{self.model_arg}': {one_line(e)}") from e
 
         if state is not None:
             try:
                 _apply_state_dict(net, state)
             except Exception as e:  # noqa: BLE001 - missing keys, shape mismatch ...
                 raise EncoderError(
-                    f"CLIP weights {ckpt} do not load into model '{self.model_arg}': {_one_line(e)}"
+                    f"CLIP weights {ckpt} do not load into model '{self.model_arg}': {one_line(e)}"
                 ) from e
             log.info("CLIP %s: weights loaded from %s", self.model_arg, ckpt)
 
@@ -435,7 +422,7 @@ class ClipEncoder:
             path = open_clip.pretrained.download_pretrained(pcfg)
         except Exception as e:  # noqa: BLE001
             raise EncoderError(
-                f"cannot download CLIP weights for {arch}/{tag}: {_one_line(e)}; " + download_hint(arch, tag)
+                f"cannot download CLIP weights for {arch}/{tag}: {one_line(e)}; " + download_hint(arch, tag)
             ) from e
         if not path:
             raise EncoderError(f"open_clip returned no file for CLIP weights {arch}/{tag}")
@@ -571,6 +558,12 @@ class ClipEncoder:
                 bank[part] = l2n(emb)
             self._colour_bank = bank
         return self._colour_bank
+
+    def warm_up(self) -> None:
+        """Pay the one-time costs now (the colour prompts' text embeddings, the first forward pass),
+        not on a live stream's first entry: ``streamvid live``/``serve`` call it before starting."""
+        self._colours()
+        self.encode_frames([np.zeros((64, 64, 3), np.uint8)])
 
     def describe(self, crop: np.ndarray, mask: np.ndarray | None = None) -> str:
         """Zero-shot clothing colours: "person in red top and blue trousers".

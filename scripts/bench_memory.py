@@ -2,6 +2,7 @@
 
     python scripts/bench_memory.py sweep       # update time per frame vs M and B (reference, CPU)
     python scripts/bench_memory.py footprint   # peak RSS + snapshot bytes: 6 vs 48 min of video, 10 h of tokens
+    python scripts/bench_memory.py bank        # B streams' full updates: one MemoryBank vs B DeltaMems
     python scripts/bench_memory.py all --markdown
 
 ``sweep`` times one frame's update — ``delta_assign`` + ``delta_merge`` through the dispatch module
@@ -14,6 +15,10 @@ valid. ``footprint`` runs each case in its own process (so peak RSS is that case
   tokens of D=512 per frame, scenes that recur and drift) straight into ``DeltaMem.update``.
 
 It prints peak RSS, RSS after ingest and the snapshot's bytes for each case.
+
+``bank`` times whole per-frame memory updates (timeline, claims, evictions and both kernels) of
+``B`` streams of CLIP-sized tokens at a 4 MiB budget each: one :class:`MemoryBank` update (one
+``delta_assign`` and one ``delta_merge`` launch for all B) against B :meth:`DeltaMem.update` calls.
 """
 
 from __future__ import annotations
@@ -74,6 +79,52 @@ def sweep(ms: list[int], bs: list[int], n: int, d: int, repeat: int) -> list[dic
             ms_frame = 1000 * times[len(times) // 2]
             rows.append({"B": B, "M": M, "N": n, "D": d, "ms_per_frame": ms_frame, "ms_per_stream": ms_frame / B})
             print(f"B={B:3d} M={M:6d}: {ms_frame:8.2f} ms/frame ({ms_frame / B:.3f} ms per stream)", file=sys.stderr)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------- bank
+def bank(bs: list[int], frames: int, n: int = 49, d: int = 512, budget_mib: float = 4.0) -> list[dict]:
+    import torch
+
+    from streamvid.memory import DeltaMem, MemoryLayout
+    from streamvid.memory.bank import FrameUpdate, MemoryBank
+    from streamvid.types import CHANNELS, Encoded
+
+    layout = MemoryLayout.from_budget(int(budget_mib * 2**20), d)
+    quiet = [0.0] * len(CHANNELS)
+    rows = []
+    for B in bs:
+        gen = torch.Generator().manual_seed(B)
+        scenes = torch.nn.functional.normalize(torch.randn(8, n, d, generator=gen), dim=-1)
+        stream = []  # recurring scenes with drift: claims, merges and (past M) evictions
+        for f in range(frames):
+            x = scenes[(f // 20) % 8] + 0.15 * torch.randn(B, n, d, generator=gen)
+            x = torch.nn.functional.normalize(x, dim=-1)
+            stream.append([Encoded(x[b], torch.nn.functional.normalize(x[b].mean(0), dim=-1)) for b in range(B)])
+        timing = {}
+        for mode in ("bank", "single"):
+            if mode == "bank":
+                mb = MemoryBank(layout, B)
+                def step(t, encs, mb=mb):
+                    mb.update({b: FrameUpdate(t, e, quiet) for b, e in enumerate(encs)})
+            else:
+                mems = [DeltaMem(layout) for _ in range(B)]
+
+                def step(t, encs, mems=mems):
+                    for m, e in zip(mems, encs):
+                        m.update(t, e, quiet)
+            times = []
+            for f, encs in enumerate(stream):
+                t0 = time.perf_counter()
+                step(0.5 * f, encs)
+                if f >= 5:  # warm-up
+                    times.append(time.perf_counter() - t0)
+            times.sort()
+            timing[mode] = 1000 * times[len(times) // 2]
+        rows.append({"B": B, "M": layout.slots, "N": n, "D": d, "frames": frames, "bank_ms": timing["bank"],
+                     "single_ms": timing["single"]})
+        print(f"B={B:3d}: bank {timing['bank']:.2f} ms/step, one at a time {timing['single']:.2f} ms/step",
+              file=sys.stderr)
     return rows
 
 
@@ -208,7 +259,8 @@ def main() -> None:
         print(json.dumps(row))
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["sweep", "footprint", "all"])
+    p.add_argument("what", choices=["sweep", "footprint", "bank", "all"])
+    p.add_argument("--frames", type=int, default=200, help="frames per stream (bank)")
     p.add_argument("--slots", type=int, nargs="+", default=[256, 1024, 4096, 16384])
     p.add_argument("--streams", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--tokens", type=int, default=49, help="N, tokens per frame (sweep)")
@@ -222,11 +274,19 @@ def main() -> None:
     print(f"machine: {machine()}", file=sys.stderr)
     s = sweep(args.slots, args.streams, args.tokens, args.dim, args.repeat) if args.what in ("sweep", "all") else []
     f = footprint(args.video, args.minutes, args.hours) if args.what in ("footprint", "all") else []
+    bk = bank(args.streams, args.frames) if args.what in ("bank", "all") else []
     if args.markdown:
         print(f"Machine: {machine()}\n\nCommand: python scripts/bench_memory.py {' '.join(sys.argv[1:])}\n")
         print(markdown(s, f))
+        if bk:
+            r0 = bk[0]
+            print(f"\nWhole memory update per step (ms, median; N={r0['N']}, D={r0['D']}, M={r0['M']}, "
+                  f"{r0['frames']} frames):\n")
+            print("| B | MemoryBank (2 launches) | B × DeltaMem.update (2B launches) |\n|---:|---:|---:|")
+            for r in bk:
+                print(f"| {r['B']} | {r['bank_ms']:.2f} | {r['single_ms']:.2f} |")
     else:
-        print(json.dumps({"sweep": s, "footprint": f}, indent=2))
+        print(json.dumps({"sweep": s, "footprint": f, "bank": bk}, indent=2))
 
 
 if __name__ == "__main__":

@@ -189,6 +189,34 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr; no alert lines on stdout")
     sv.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
 
+    cs = sub.add_parser("consistency", parents=[enc],
+                        help="scene and subject consistency of a (generated) video: VBench scores and drift",
+                        description="VBench's subject consistency, background consistency and temporal "
+                        "flickering per video and per shot, and drift: places that look different when the "
+                        "video returns to them (times, what changed, the earlier time it should match).")
+    cs.add_argument("video", help="a video file")
+    cs.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    cs.add_argument("--report", metavar="DIR", help="write DIR/index.html: score curve, drift pairs side by side")
+    cs.add_argument("--fps", type=_positive(float), default=None,
+                    help="frames checked per second (default: every frame, as VBench does)")
+    cs.add_argument("--start", type=_time, default=0.0, metavar="TIME", help="start at TIME (s or HH:MM:SS)")
+    cs.add_argument("--end", type=_time, default=None, metavar="TIME", help="stop at TIME (s or HH:MM:SS)")
+    cs.add_argument("--max-side", type=_positive(int), default=DEFAULT_MAX_SIDE, metavar="PX",
+                    help="decode frames scaled to at most PX on the long side (default: %(default)s)")
+    cs.add_argument("--memory-mb", type=_positive(float), default=None, metavar="MB",
+                    help=f"Δ-Mem budget (default: {DEFAULT_MEMORY_MB:g})")
+    cs.add_argument("--settle", type=_positive(float), default=1.0, metavar="SECONDS",
+                    help="seconds at the start of each shot that are compared (default: %(default)s)")
+    cs.add_argument("--vbench", action=argparse.BooleanOptionalAction, default=True,
+                    help="compute the VBench scores (default: yes; --no-vbench: drift only, faster)")
+    cs.add_argument("--dino-weights", metavar="PATH",
+                    help="DINO ViT-B/16 checkpoint for subject consistency (default: the local caches)")
+    cs.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="a progress bar on stderr (default: when stderr is a terminal)")
+    cs.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    cs.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    cs.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+
     a = sub.add_parser("ask", parents=[common], help="answer questions from a saved memory",
                        description="Answer questions from a memory saved with `watch --save`, without the video.")
     a.add_argument("memory", metavar="MEM", help="a memory file written by --save")
@@ -390,6 +418,12 @@ def cmd_live(args) -> int:
     from streamvid.live import run_live
 
     return run_live(args)
+
+
+def cmd_consistency(args) -> int:
+    from streamvid.consistency.run import run_consistency
+
+    return run_consistency(args)
 
 
 def cmd_serve(args) -> int:
@@ -716,7 +750,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return EXIT_BAD_INPUT
         _setup_logging(args)
-        return {"watch": cmd_watch, "live": cmd_live, "serve": cmd_serve, "ask": cmd_ask}[args.command](args)
+        return {"watch": cmd_watch, "live": cmd_live, "serve": cmd_serve, "ask": cmd_ask,
+                "consistency": cmd_consistency}[args.command](args)
     except StreamvidError as e:
         print(f"streamvid: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -72,6 +72,9 @@ def open_streams(specs: list[str], kinds: list[str], args, encoder, *, first_id:
     from streamvid import cli
     from streamvid.pipeline import new_memory
 
+    warm_up = getattr(encoder, "warm_up", None)
+    if callable(warm_up):  # one-time costs before the streams start, not on their first alert
+        warm_up()
     mb = args.memory_mb or cli.DEFAULT_MEMORY_MB
     try:
         probe = new_memory(encoder, int(mb * 2**20))

@@ -56,6 +56,7 @@ __all__ = [
     "shot_index",
     "simple_scene",
     "standing_scene",
+    "story_scene",
     "visible_fraction",
     "write_video",
 ]
@@ -173,6 +174,10 @@ class Scene:
         figures: The people.
         name: Used for the ``video`` field of the ground truth (``f"{name}.mp4"``).
         horizon: Normalised y of the horizon: figures standing there would have zero height.
+        repaints: ``[(background_index, (x0, y0, x1, y1), colour)]``: that background is drawn
+            with the normalised box painted in a colour of :data:`COLOURS` (its shading kept) —
+            a room that looks different when the story returns to it (list the same style twice
+            in ``backgrounds``, and repaint one of them).
     """
 
     width: int = 320
@@ -188,6 +193,7 @@ class Scene:
     figures: list[Figure] = field(default_factory=list)
     name: str = "synthetic"
     horizon: float = 0.25
+    repaints: list[tuple[int, tuple[float, float, float, float], str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
@@ -216,6 +222,9 @@ class Scene:
             raise ValueError("noise_sigma and jitter_px must be >= 0")
         if not 0 <= self.horizon < 1:
             raise ValueError("horizon must be in [0, 1)")
+        for i, box, colour in self.repaints:
+            if not 0 <= i < len(self.backgrounds) or colour not in COLOURS or len(box) != 4:
+                raise ValueError(f"bad repaint {(i, box, colour)}")
 
     @property
     def n_frames(self) -> int:
@@ -912,8 +921,12 @@ def render_frame(scene: Scene, index: int) -> np.ndarray:
     if not 0 <= index < scene.n_frames:
         raise IndexError(f"frame {index} outside 0..{scene.n_frames - 1}")
     t = scene.frame_time(index)
-    style = scene.backgrounds[background_at(scene, t)]
+    bg = background_at(scene, t)
+    style = scene.backgrounds[bg]
     img = _background(style, scene.width, scene.height, scene.seed, scene.horizon).copy()
+    for i, (x0, y0, x1, y1), colour in scene.repaints:
+        if i == bg:
+            _repaint(img, (x0, y0, x1, y1), COLOURS[colour])
 
     poses = [(_pose(scene, f, t), f) for f in scene.figures if _active(scene, f, t)]
     poses.sort(key=lambda pf: (pf[0].fy, pf[1].id))  # far (higher up) first: near ones occlude them
@@ -940,6 +953,18 @@ def render_frame(scene: Scene, index: int) -> np.ndarray:
             f += rng.standard_normal(f.shape, dtype=np.float32) * np.float32(scene.noise_sigma)
         img = np.clip(f + 0.5, 0, 255).astype(np.uint8)
     return img
+
+
+def _repaint(img: np.ndarray, box: tuple[float, float, float, float], colour: Sequence[int]) -> None:
+    """Paint the normalised ``box`` of ``img`` in ``colour``, keeping its shading (luma ratio)."""
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = (int(round(v * n)) for v, n in zip(box, (w, h, w, h)))
+    region = img[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)]
+    if region.size == 0:
+        return
+    luma = region.astype(np.float32).mean(axis=2, keepdims=True)
+    shade = luma / max(float(luma.mean()), 1.0)
+    region[:] = np.clip(shade * np.asarray(colour, np.float32), 0, 255).astype(np.uint8)
 
 
 def render(scene: Scene) -> Iterator[tuple[float, np.ndarray]]:
@@ -1327,6 +1352,45 @@ _SIMPLE = {
     "empty": empty_scene,
     "lighting": lighting_scene,
 }
+
+
+STORY_SHOT = 6.0  # seconds per shot of :func:`story_scene`
+STORY_DRIFTS = ("subject", "scene")
+
+
+def story_scene(
+    drift: str | None = None,
+    width: int = 320,
+    height: int = 240,
+    fps: float = 10.0,
+    shot: float = STORY_SHOT,
+    seed: int = 0,
+    noise_sigma: float = 1.5,
+) -> Scene:
+    """A generated-video-like story in four shots of ``shot`` seconds, for consistency checks.
+
+    Shot 0: the lobby, a person in red top and blue trousers standing by the door (in view from
+    the first frame, swaying a little); shot 1: the street, someone walking across; shot 2: back
+    in the lobby, the same person at the same place; shot 3: an office (a new scene). ``drift``:
+    ``None`` (the control: shot 2 shows what shot 0 showed), ``"subject"`` (in shot 2 the person
+    wears a green top) or ``"scene"`` (in shot 2 a part of the lobby's wall is painted yellow).
+    The drift, when there is one, starts with shot 2, at ``2 * shot`` seconds.
+    """
+    if drift not in (None, *STORY_DRIFTS):
+        raise ValueError(f"unknown drift {drift!r}; choose from {STORY_DRIFTS} or None")
+    y = 0.86
+    sway = [(k * 0.5, 0.42 + (0.006 if k % 2 else 0.0), y) for k in range(int(4 * shot / 0.5) + 1)]
+    hero = Figure(1, "red", "blue", sway, height=0.62, scene=0)
+    back = Figure(3, "green" if drift == "subject" else "red", "blue", sway, height=0.62, scene=2)
+    walker = Figure(2, "yellow", "black", [(shot, -0.15, 0.8), (2 * shot, 1.15, 0.8)], height=0.5, scene=1)
+    backgrounds = ["lobby", "street", "office", "lobby"]
+    repaints = [(3, (0.70, 0.10, 0.95, 0.45), "yellow")] if drift == "scene" else []
+    return Scene(
+        width, height, fps, 4 * shot, seed, backgrounds,
+        cuts=[(shot, 1), (2 * shot, 3 if drift == "scene" else 0), (3 * shot, 2)],
+        noise_sigma=noise_sigma, figures=[hero, walker, back], name=f"story_{drift or 'control'}",
+        repaints=repaints,
+    )
 
 
 def simple_scene(kind: str = "crossing", **kwargs: object) -> Scene:
