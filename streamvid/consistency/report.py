@@ -5,7 +5,8 @@
 - ``DIR/scores.png`` — the per-frame VBench terms over time (subject and background: the mean of
   the cosines with the previous and the first frame; flickering: ``(255 − mean |Δ|) / 255``),
   shot boundaries as thin lines, drifts as red markers;
-- ``DIR/drift_NN_before.jpg`` / ``_after.jpg`` — the earlier appearance and the returning shot;
+- ``DIR/drift_NN_before.jpg`` / ``_after.jpg`` — the earlier appearance and the returning shot,
+  the changed regions outlined in red;
 - ``DIR/index.html`` — the scores per video and per shot, and the drifts side by side (inline CSS,
   no scripts, no external URLs).
 """
@@ -59,6 +60,31 @@ def _e(v) -> str:
     return html.escape(str(v), quote=True)
 
 
+def _feat(desc: dict | None) -> str:
+    if not desc:
+        return "not computed"
+    comparable = "VBench's features" if desc.get("vbench_comparable") else "not VBench's features"
+    return f"{_e(desc.get('features', '?'))} <span class=\"note\">({comparable})</span>"
+
+
+def _boxed(jpeg: bytes | None, regions: list[dict]) -> bytes | None:
+    """``jpeg`` with the changed regions outlined (red), re-encoded; unchanged when it cannot be read."""
+    if not jpeg:
+        return jpeg
+    import cv2
+    import numpy as np
+
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return jpeg
+    h, w = img.shape[:2]
+    for r in regions:
+        x, y, bw, bh = r["box"]
+        cv2.rectangle(img, (int(x * w), int(y * h)), (int((x + bw) * w) - 1, int((y + bh) * h) - 1), (40, 40, 220), 2)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return buf.tobytes() if ok else jpeg
+
+
 def _f(v) -> str:
     return "–" if v is None else f"{v:.4f}"
 
@@ -72,6 +98,7 @@ def write_consistency_report(result: dict, rows: list[list[float]], drifts, out_
         names = []
         for side, data in (("before", d.match_thumb), ("after", d.thumb)):
             name = f"drift_{i:02d}_{side}.jpg"
+            data = _boxed(data, d.regions)
             if data:
                 atomic_write(os.path.join(out_dir, name), data)
                 names.append(name)
@@ -95,8 +122,8 @@ th{{background:#f4f4f4}} .drift{{border:1px solid #e3b1ad;background:#fff6f5;pad
 <p>{_e(result.get("summary", ""))}</p>
 <h2>VBench scores</h2>
 <table><tr><th>dimension</th><th>score</th><th>features</th></tr>
-<tr><td>subject consistency</td><td>{_f(sc.get("subject_consistency"))}</td><td>{_e(feats.get("subject") or "not computed")}</td></tr>
-<tr><td>background consistency</td><td>{_f(sc.get("background_consistency"))}</td><td>{_e(feats.get("background") or "not computed")}</td></tr>
+<tr><td>subject consistency</td><td>{_f(sc.get("subject_consistency"))}</td><td>{_feat(feats.get("subject"))}</td></tr>
+<tr><td>background consistency</td><td>{_f(sc.get("background_consistency"))}</td><td>{_feat(feats.get("background"))}</td></tr>
 <tr><td>temporal flickering</td><td>{_f(sc.get("temporal_flickering"))}</td><td>pixels</td></tr></table>
 """]
     for note in result.get("notes", []):

@@ -46,8 +46,9 @@ def run_consistency(args) -> int:
     encoder = cli.make_encoder(args)
     monitor = build_monitor(args, encoder)
     notes = [c.note for c in (monitor.subject, monitor.background) if c is not None and getattr(c, "note", None)]
-    for n in dict.fromkeys(notes):
-        print(f"streamvid: {n}", file=sys.stderr)
+    if not args.quiet:
+        for n in dict.fromkeys(notes):
+            print(f"streamvid: note: {n}", file=sys.stderr)
 
     show = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.quiet)
     bar = None
