@@ -19,7 +19,15 @@ import cv2
 import numpy as np
 
 from streamvid import __version__
-from streamvid.errors import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, InputError, StreamvidError
+from streamvid.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    InputError,
+    StreamvidError,
+    Warnings,
+)
 from streamvid.timefmt import fmt_time, parse_time
 
 log = logging.getLogger("streamvid")
@@ -347,7 +355,7 @@ def cmd_watch(args) -> int:
         except ValueError as e:
             raise InputError(f"--memory-mb {mb:g}: {e}") from None
 
-    warnings: list[str] = []
+    warnings = Warnings()
     stats = IngestStats()
     grid = SamplingGrid(start, fps)
     interrupted = False
@@ -367,9 +375,12 @@ def cmd_watch(args) -> int:
                 nothing_new = True  # the container's duration promised frames that are not there
             if source.skipped:
                 warnings.append(f"skipped {source.skipped} corrupt packet(s)/frame(s)")
+            short = _truncated(info, grid, end, fps)
+            if short and not stats.interrupted:
+                warnings.append(short)
             log.info("ingested %d frames in %.1f s (%.1f fps)", stats.frames, stats.seconds, stats.fps)
         if nothing_new:
-            warnings.append(f"nothing new to watch: {args.resume} already holds {args.video} up to "
+            warnings.note(f"nothing new to watch: {args.resume} already holds {args.video} up to "
                             f"{fmt_time(rec.end or 0.0)}")
         if stats.frames:
             rec.add(grid)
@@ -411,7 +422,19 @@ def cmd_watch(args) -> int:
                    f"{stats.left} {'exit' if stats.left == 1 else 'exits'}.")
     _emit(args, video, encoder.config(), memory, answers, warnings, stats,
           stream=_stream_doc(stream, mode, args.resume, target), summary=summary)
-    return EXIT_OK
+    return warnings.exit_code()
+
+
+def _truncated(info, grid, end: float | None, fps: float) -> str | None:
+    """A warning when the frames stopped well before the end the container states (a truncated or
+    damaged file): the answers then cover only what could be read."""
+    if info.duration is None or grid.last_t is None:
+        return None
+    stop = min(info.duration, end) if end is not None else info.duration
+    if grid.last_t < stop - max(1.0, 2.0 / fps):
+        return (f"the video stops at {fmt_time(grid.last_t)}, before the {fmt_time(stop)} its container "
+                "states (truncated or damaged?): the answers cover what could be read")
+    return None
 
 
 def cmd_live(args) -> int:
@@ -601,9 +624,10 @@ def cmd_ask(args) -> int:
     src = meta.get("source", {})
     video = {"path": src.get("path"), "duration": src.get("duration"), "fps": src.get("fps")}
     stream = StreamLog.from_metadata(meta, memory.stats())
-    _emit(args, video, meta.get("encoder", {}), memory, answers, [], None,
+    warnings = Warnings()
+    _emit(args, video, meta.get("encoder", {}), memory, answers, warnings, None,
           stream=_stream_doc(stream, None, None, None))
-    return EXIT_OK
+    return warnings.exit_code()
 
 
 class _LazyEncoder:

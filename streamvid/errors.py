@@ -5,6 +5,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_ERROR = 1  # unexpected failure (a bug): one line, --debug shows the traceback
 EXIT_BAD_INPUT = 2  # bad input: missing/empty/non-video file, bad option, unreadable memory file
+EXIT_PARTIAL = 3  # a result, but not a whole one: see its warnings (corrupt or truncated input, outputs not written)
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
@@ -18,3 +19,23 @@ class InputError(StreamvidError):
     """The user gave something streamvid cannot use (a file, an option, a question)."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class Warnings(list):
+    """The warnings of one command: ``append`` records one that makes the result partial (exit 3:
+    corrupt or truncated input, an output not written, alerts not delivered); ``note`` one that
+    does not (e.g. "nothing new to watch")."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.partial = bool(self)
+
+    def append(self, message: str) -> None:
+        self.partial = True
+        super().append(message)
+
+    def note(self, message: str) -> None:
+        super().append(message)
+
+    def exit_code(self) -> int:
+        return EXIT_PARTIAL if self.partial else EXIT_OK

@@ -17,7 +17,7 @@ import time
 
 from streamvid.alerts import DEFAULT_THRESHOLD, AlertEngine, Webhook, check_webhook_url, parse_alert
 from streamvid.engine import Engine, Stream
-from streamvid.errors import EXIT_INTERRUPTED, EXIT_OK, InputError
+from streamvid.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, InputError, Warnings
 from streamvid.events import EventDetector
 from streamvid.memory.bank import MemoryBank
 from streamvid.memory.layout import MemoryLayout
@@ -204,7 +204,7 @@ def run_live(args) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, handler)
-    warnings_all: dict[int, list[str]] = {s.id: [] for s in streams}
+    warnings_all: dict[int, Warnings] = {s.id: Warnings() for s in streams}
     try:
         try:
             engine.run()
@@ -245,7 +245,7 @@ def run_live(args) -> int:
         saved_note = f"; saved the memory to {', '.join(saved.values())}" if saved else ""
         print(f"streamvid: interrupted{saved_note}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_OK
+    return EXIT_PARTIAL if any(w.partial for w in warnings_all.values()) else EXIT_OK
 
 
 def _with_frame(s: Stream, fn):

@@ -249,3 +249,49 @@ def test_lobby_intents_against_ground_truth(lobby_run, capsys):
     assert summary["intent"] == "summary" and summary["moments"][0]["start"] == 0.0
     assert at["intent"] == "at" and any(m["event"] == "entered" and abs(m["t"] - green["t"]) <= TOL
                                         for m in at["moments"])
+
+
+def _remux(src: Path, dst: Path, fmt: str) -> Path:
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt) as out:
+        s = inp.streams.video[0]
+        o = out.add_stream_from_template(s)
+        for p in inp.demux(s):
+            if p.dts is None:
+                continue
+            p.stream = o
+            out.mux(p)
+    return dst
+
+
+@pytest.mark.slow
+def test_truncated_and_damaged_videos_give_partial_results_exit_3(tmp_path, capsys):
+    """What could be read is answered, the JSON stays valid, a warning says why, exit code 3."""
+    mkv = _remux(LOBBY, tmp_path / "lobby.mkv", "matroska")
+    data = mkv.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])  # the container still says 75 s
+    code, out, err = run_cli(capsys, "watch", cut, "--encoder", "classic", "--ask", "who entered?", "--json",
+                             "--out", tmp_path / "out")
+    assert code == 3, err
+    doc = json.loads(out)
+    assert any("truncated" in w for w in doc["warnings"])
+    times = [m["t"] for m in doc["answers"][0]["moments"]]
+    assert times and all(t < 40 for t in times) and any(abs(t - 4.0) <= 2 for t in times)
+
+    damaged = bytearray(LOBBY.read_bytes())
+    rng = np.random.default_rng(1)
+    for off in range(len(damaged) // 3, len(damaged) // 2, 199):
+        damaged[off] = int(rng.integers(0, 256))
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(damaged))
+    code, out, err = run_cli(capsys, "watch", bad, "--encoder", "classic", "--ask", "who entered?", "--json",
+                             "--out", tmp_path / "out")
+    assert code == 3, err
+    doc = json.loads(out)
+    assert any("corrupt" in w for w in doc["warnings"]) and doc["answers"][0]["moments"]
+    # the intact sample has no warning and exits 0
+    code, out, err = run_cli(capsys, "watch", LOBBY, "--encoder", "classic", "--json", "--end", 20,
+                             "--out", tmp_path / "out")
+    assert code == 0 and json.loads(out)["warnings"] == []

@@ -140,7 +140,7 @@ def test_duration_stops_early_and_unreachable_webhook_does_not_block(capsys, tmp
     code, out, err = run_cli(capsys, "live", LOBBY, "--realtime", "--speed", 20, "--duration", 14,
                              "--alert", "a person enters", "--alert", "motion", "--encoder", "classic",
                              "--out", tmp_path, "--webhook", url, "--webhook-timeout", 1, "--json")
-    assert code == 0, err
+    assert code == 3, err  # a partial result: the alerts were not delivered
     last = json.loads(out.strip().splitlines()[-1])
     assert last["live"]["stopped_by"] == "duration"
     hits = alert_lines(out)

@@ -161,5 +161,5 @@ def test_bad_srt_target_is_a_warning(watched, capsys, tmp_path):
     blocker.write_text("x")
     code, out, err = run_cli(capsys, "ask", watched / "crossing.mem", "who left?", "--out", tmp_path / "out",
                              "--srt", blocker / "a.srt", "--report", blocker / "rep")
-    assert code == 0
+    assert code == 3  # the answers are there; the outputs that could not be written make it partial
     assert "subtitles not written" in err and "report not written" in err

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from streamvid.errors import EXIT_INTERRUPTED, EXIT_OK, InputError
+from streamvid.errors import EXIT_INTERRUPTED, InputError, Warnings
 from streamvid.timefmt import fmt_time
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def run_consistency(args) -> int:
             bar.close()
     monitor.finish()
     result = monitor.report()
-    warnings = []
+    warnings = Warnings()
     if getattr(source, "skipped", 0):
         warnings.append(f"{source.skipped} corrupt packet(s)/frame(s) skipped")
     if interrupted:
@@ -90,6 +90,7 @@ def run_consistency(args) -> int:
                      "width": info.width, "height": info.height},
            "encoder": encoder.config(), "summary": summary, "notes": list(dict.fromkeys(notes)),
            "warnings": warnings, **result}
+    warnings = doc["warnings"]  # the report may add to them
     if args.report:
         try:
             index = write_consistency_report(doc, monitor.series.rows(), monitor.drifts, args.report)
@@ -128,4 +129,4 @@ def run_consistency(args) -> int:
                       f"(should match {fmt_time(d['matches']['t'])})")
         if args.report:
             print(f"Report: {os.path.join(args.report, 'index.html')}")
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    return EXIT_INTERRUPTED if interrupted else warnings.exit_code()
