@@ -558,6 +558,8 @@ def attend(mem: DeltaMem, query: torch.Tensor, top_k: int = 5, *, min_gap: float
     kept one, or whose span overlaps one by half or more, is dropped. The slots read are marked as
     used (:meth:`DeltaMem.mark_retrieved`) unless ``mark`` is False. Nothing is decoded again.
     """
+    if top_k <= 0:
+        return []
     q = query.reshape(-1, mem.layout.dim) if query.ndim == 2 else query.reshape(1, -1)
     r = mem.read(q, top_k=max(top_k * 3, 8))
     cands: list[Moment] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
@@ -36,12 +37,18 @@ def _check_path(path: str) -> None:
 def _open(path: str):
     _check_path(path)
     try:
-        container = av.open(path, mode="r")
+        # metadata that is not UTF-8 (a damaged or odd file) is replaced, not a UnicodeDecodeError
+        container = av.open(path, mode="r", metadata_errors="replace")
     except av.FFmpegError as e:
         raise SourceError(f"not a video file (or unreadable): {path} ({_ffmpeg_reason(e)})") from None
     if not container.streams.video:
         container.close()
         raise SourceError(f"no video stream in {path}")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:  # FFmpeg has no decoder for it (or the codec tag is damaged)
+        tag = getattr(stream, "codec_tag", None) or "unknown"
+        container.close()
+        raise SourceError(f"unsupported video codec ({tag}) in {path}")
     return container
 
 
@@ -67,8 +74,12 @@ def _info(path: str, container, stream) -> VideoInfo:
         duration = float(stream.duration * stream.time_base)
     elif container.duration is not None:
         duration = container.duration / av.time_base
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        duration = None  # damaged or absent: say nothing rather than something wrong
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = float(rate) if rate else None
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= 1000):
+        fps = None
     return VideoInfo(
         path=path,
         duration=duration,

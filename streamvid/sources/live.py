@@ -492,7 +492,8 @@ class AVSource(LiveSource):
             opts["rtsp_transport"] = "tcp"
         opts["timeout"] = str(int(self.timeout * 1e6))  # microseconds: rtsp socket / http rw timeout
         opts.update(self.options)
-        container = av.open(self.url, mode="r", options=opts, timeout=(self.timeout, self.timeout))
+        container = av.open(self.url, mode="r", options=opts, timeout=(self.timeout, self.timeout),
+                            metadata_errors="replace")
         if not container.streams.video:
             container.close()
             raise SourceError(f"no video stream in {self.name}")
