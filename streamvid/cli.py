@@ -767,7 +767,16 @@ def _emit(args, video: dict, encoder_cfg: dict, memory, answers, warnings, stats
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    given = list(argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in given
+    as_json = "--json" in given
+
+    def fail(message: str, code: int) -> int:
+        print(f"streamvid: error: {message}", file=sys.stderr)
+        if as_json:  # stdout stays one JSON document for scripts that parse it
+            print(json.dumps({"error": message, "exit_code": code}, ensure_ascii=False))
+        return code
+
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -777,8 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"watch": cmd_watch, "live": cmd_live, "serve": cmd_serve, "ask": cmd_ask,
                 "consistency": cmd_consistency}[args.command](args)
     except StreamvidError as e:
-        print(f"streamvid: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         print("streamvid: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -787,9 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a bug: still one line unless --debug
         if debug:
             raise
-        print(f"streamvid: error: unexpected {type(e).__name__}: {e} (run with --debug for details)",
-              file=sys.stderr)
-        return EXIT_ERROR
+        return fail(f"unexpected {type(e).__name__}: {e} (run with --debug for details)", EXIT_ERROR)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,35 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_dir(directory)  # the rename itself survives a power cut
+    _remove_stale(directory, os.path.basename(path))
+
+
+STALE_SECONDS = 600.0
+"""A temporary file of an earlier write of the same target (its process was killed, e.g. ``kill -9``)
+untouched for this long is removed by the next successful write."""
+
+
+def _fsync_dir(directory: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove_stale(directory: str, name: str) -> None:
+    import time
+
+    prefix = f".{name}."
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat().st_mtime > STALE_SECONDS:
+                        os.unlink(entry.path)
 
 
 def _file_mode(path: str) -> int:

@@ -52,6 +52,7 @@ __all__ = [
     "lighting_scene",
     "lobby_scene",
     "render",
+    "remux",
     "render_frame",
     "shot_index",
     "simple_scene",
@@ -1403,3 +1404,19 @@ def simple_scene(kind: str = "crossing", **kwargs: object) -> Scene:
     except KeyError:
         raise ValueError(f"unknown simple scene {kind!r}; choose from {sorted(_SIMPLE)}") from None
     return make(**kwargs)  # type: ignore[arg-type]
+
+
+def remux(src: str | Path, dst: str | Path, fmt: str) -> Path:
+    """Copy the video stream of ``src`` into a ``fmt`` container at ``dst`` without re-encoding
+    (e.g. an MP4 into Matroska, to test what a truncated file of another container gives)."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt) as out:
+        s = inp.streams.video[0]
+        o = out.add_stream_from_template(s)
+        for p in inp.demux(s):
+            if p.dts is None:  # the flush packet
+                continue
+            p.stream = o
+            out.mux(p)
+    return Path(dst)

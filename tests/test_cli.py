@@ -251,24 +251,10 @@ def test_lobby_intents_against_ground_truth(lobby_run, capsys):
                                         for m in at["moments"])
 
 
-def _remux(src: Path, dst: Path, fmt: str) -> Path:
-    import av
-
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt) as out:
-        s = inp.streams.video[0]
-        o = out.add_stream_from_template(s)
-        for p in inp.demux(s):
-            if p.dts is None:
-                continue
-            p.stream = o
-            out.mux(p)
-    return dst
-
-
 @pytest.mark.slow
 def test_truncated_and_damaged_videos_give_partial_results_exit_3(tmp_path, capsys):
     """What could be read is answered, the JSON stays valid, a warning says why, exit code 3."""
-    mkv = _remux(LOBBY, tmp_path / "lobby.mkv", "matroska")
+    mkv = synth.remux(LOBBY, tmp_path / "lobby.mkv", "matroska")
     data = mkv.read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: len(data) // 2])  # the container still says 75 s

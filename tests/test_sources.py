@@ -131,3 +131,23 @@ def test_consumer_can_stop_early(tmp_path):
         if f.index == 3:
             break
     assert src.emitted == 4
+
+
+def test_rotated_video_is_turned_upright(tmp_path):
+    """A phone video stored sideways with a display rotation comes out the way it is shown."""
+    path = tmp_path / "rot.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+        s.set_display_rotation(90)
+        for _ in range(3):
+            img = np.zeros((120, 160, 3), np.uint8)
+            img[:30, :40] = 255  # a white block in the stored frame's top-left corner
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    f = next(iter(FileSource(str(path), fps=None)))
+    assert f.rgb.shape[:2] == (160, 120)  # turned a quarter: portrait
+    # 90° counterclockwise: the stored top-left corner is now the bottom-left
+    assert f.rgb[-20:, :15].mean() > 200 and f.rgb[:20, :15].mean() < 50

@@ -90,6 +90,16 @@ def _info(path: str, container, stream) -> VideoInfo:
     )
 
 
+def upright(frame: av.VideoFrame, rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` (decoded from ``frame``) turned the way its display matrix says it is shown (phone
+    videos are often stored sideways with a rotation to apply)."""
+    try:
+        k = round(float(frame.rotation) / 90.0) % 4
+    except (AttributeError, TypeError, ValueError):
+        return rgb
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
 def decoded_frames(container, stream, on_skip: Callable[[], None]) -> Iterator[av.VideoFrame]:
     """Decoded frames of ``stream``. A packet that fails to decode, or a frame FFmpeg marks as
     corrupt (damage it concealed), is skipped and ``on_skip()`` is called for it."""
@@ -283,7 +293,7 @@ class FileSource:
                     self._skip()
                     log.debug("undecodable frame at %.3f s: %s", t, e)
                     continue
-                yield Frame(t=t, rgb=np.ascontiguousarray(rgb), index=index)
+                yield Frame(t=t, rgb=upright(f, np.ascontiguousarray(rgb)), index=index)
                 index += 1
         finally:
             container.close()

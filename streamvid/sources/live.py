@@ -45,7 +45,15 @@ import cv2
 import numpy as np
 
 from streamvid.errors import InputError
-from streamvid.sources.file import SamplingGrid, SourceError, _ffmpeg_reason, _open, decoded_frames, probe
+from streamvid.sources.file import (
+    SamplingGrid,
+    SourceError,
+    _ffmpeg_reason,
+    _open,
+    decoded_frames,
+    probe,
+    upright,
+)
 from streamvid.types import Frame
 
 log = logging.getLogger(__name__)
@@ -421,7 +429,7 @@ class RealtimeFileSource(LiveSource):
                 wait = due - time.monotonic()
                 if wait > 0 and self._stop.wait(wait):
                     return
-                rgb = f.to_ndarray(format="rgb24")
+                rgb = upright(f, f.to_ndarray(format="rgb24"))
                 self._resume_t = last = t
                 yield self._offset + t, rgb
             if not self.loop or last < 0:
@@ -505,7 +513,7 @@ class AVSource(LiveSource):
         for f in decoded_frames(container, stream, self._skip):
             if self._stop.is_set():
                 return
-            yield None, f.to_ndarray(format="rgb24")
+            yield None, upright(f, f.to_ndarray(format="rgb24"))
         raise _Lost("end of stream")
 
 
