@@ -95,6 +95,9 @@ def make_inputs(d: Path) -> dict[str, Path]:
         for p in s.encode():
             c.mux(p)
     x["audio only"] = d / "audio.m4a"
+    avi = _write(d / "codec.avi", n=10, codec="mpeg4").read_bytes()
+    (d / "codec.avi").write_bytes(avi.replace(b"FMP4", b"ZZZZ"))  # a codec FFmpeg has no decoder for
+    x["unsupported codec (FourCC ZZZZ)"] = d / "codec.avi"
     x["one frame (zero duration)"] = _write(d / "one.mp4", n=1)
     x["huge resolution (7680x4320 MJPEG)"] = _write(d / "huge.avi", n=3, size=(7680, 4320), codec="mjpeg",
                                                      pix_fmt="yuvj420p")

@@ -151,3 +151,11 @@ def test_rotated_video_is_turned_upright(tmp_path):
     assert f.rgb.shape[:2] == (160, 120)  # turned a quarter: portrait
     # 90° counterclockwise: the stored top-left corner is now the bottom-left
     assert f.rgb[-20:, :15].mean() > 200 and f.rgb[:20, :15].mean() < 50
+
+
+def test_unsupported_codec_is_an_input_error(tmp_path):
+    path = write_clip(tmp_path / "z.avi", n=5, codec="mpeg4")
+    path.write_bytes(path.read_bytes().replace(b"FMP4", b"ZZZZ"))  # a FourCC FFmpeg cannot decode
+    with pytest.raises(SourceError, match="unsupported video codec") as e:
+        list(FileSource(str(path), fps=None))
+    assert e.value.exit_code == EXIT_BAD_INPUT
