@@ -146,6 +146,10 @@ class ClassicEncoder:
     # call a token novel sooner than with CLIP's tokens (measured on samples/lobby.mp4: 0.2 used
     # 25 slots for the whole video, 0.05 used 115).
     novelty_threshold = 0.05
+    # Global vectors of different views of one room still reach cosines of ~0.9 (0.66–0.81 between
+    # rooms, ≥ 0.99 in one view with people moving): a new segment shares the last one's thumbnail
+    # only above this.
+    scene_threshold = 0.98
 
     def config(self) -> dict:
         return {"name": self.name, "dim": self.dim, "tokens_per_frame": self.tokens_per_frame,

@@ -48,8 +48,9 @@ def machine() -> str:
         pass
     import torch
 
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.2f}")
+            f"({torch.get_num_threads()} threads), load average {load}")
 
 
 # ---------------------------------------------------------------------------------------- sweep

@@ -59,8 +59,9 @@ def new_memory(encoder: Encoder, budget_bytes: int, *, device: str = "cpu") -> D
     """A memory sized by ``budget_bytes`` for ``encoder``'s tokens (raises ValueError if too small)."""
     layout = MemoryLayout.from_budget(budget_bytes, encoder.dim)
     kwargs = {}
-    if getattr(encoder, "novelty_threshold", None) is not None:
-        kwargs["novelty_threshold"] = encoder.novelty_threshold
+    for name in ("novelty_threshold", "scene_threshold"):  # tuned to the encoder's vectors
+        if getattr(encoder, name, None) is not None:
+            kwargs[name] = getattr(encoder, name)
     return DeltaMem(layout, device=device, **kwargs)
 
 

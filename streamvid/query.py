@@ -476,7 +476,8 @@ def answer_at(mem: DeltaMem, t: float, *, question: str | None = None, window: f
         before = [s for s in segs if s.start <= t]
         seg = before[-1] if before else seg
     sig = _signals_text(seg.channels)
-    moments = [Moment(t=t, start=seg.start, end=seg.end, score=1.0, event="segment", description=sig,
+    start, end = _period(mem, segs, seg.index, sig)
+    moments = [Moment(t=t, start=start, end=end, score=1.0, event="segment", description=sig,
                       thumb_id=seg.thumb)]
     spans = _visit_spans(mem)
     near = [e for e in mem.events() if abs(e.t - t) <= window]
@@ -494,6 +495,20 @@ def answer_at(mem: DeltaMem, t: float, *, question: str | None = None, window: f
     if folded:
         text += " Folded into this segment: " + ", ".join(f"{v} {k}" for k, v in folded.items()) + "."
     return Answer(q, "text", text, moments, intent="at")
+
+
+def _period(mem: DeltaMem, segs, i: int, sig: str) -> tuple[float, float]:
+    """The span of segment ``i`` widened to its neighbours that show the same view (cosine ≥ the
+    memory's ``scene_threshold``) with the same activity (``_signals_text``): the timeline keeps a
+    segment per changing frame, and "what is happening at t" is about the period, not the frame."""
+    emb = mem.seg_emb
+    thr = getattr(mem, "scene_threshold", 0.9)
+    lo = hi = i
+    while lo > 0 and float(emb[lo - 1] @ emb[lo]) >= thr and _signals_text(segs[lo - 1].channels) == sig:
+        lo -= 1
+    while hi + 1 < len(segs) and float(emb[hi + 1] @ emb[hi]) >= thr and _signals_text(segs[hi + 1].channels) == sig:
+        hi += 1
+    return segs[lo].start, segs[hi].end
 
 
 # ------------------------------------------------------------------ summary
@@ -580,7 +595,7 @@ def attend(mem: DeltaMem, query: torch.Tensor, top_k: int = 5, *, min_gap: float
         start, end = spans.get(i, (ev.t, max(ev.t, ev.t_end)))
         cands.append(Moment(t=ev.t, start=start, end=end, score=c, event=ev.kind,
                             description=ev.description, thumb_id=ev.thumb))
-    cands += _span_matches(seg_scores, mem.seg_start, mem.seg_end, mem.seg_thumb)
+    cands += _span_matches(seg_scores, mem.seg_start, mem.seg_end, mem.seg_thumb, at_middle=True)
     cands += _span_matches(slot_scores, mem.slot_t_first, mem.slot_t_last, mem.slot_thumb)
     if slot_scores and mark:
         mem.mark_retrieved(torch.tensor(sorted(slot_scores), dtype=torch.int64))
@@ -588,13 +603,18 @@ def attend(mem: DeltaMem, query: torch.Tensor, top_k: int = 5, *, min_gap: float
 
 
 def _span_matches(scores: dict[int, float], start: torch.Tensor, end: torch.Tensor,
-                  thumb: torch.Tensor) -> list[Moment]:
-    """``match`` moments for the rows of one tier (segments or slots): row → score."""
+                  thumb: torch.Tensor, *, at_middle: bool = False) -> list[Moment]:
+    """``match`` moments for the rows of one tier (segments or slots): row → score.
+
+    ``at_middle``: the moment's ``t`` is the middle of the span (a timeline segment: its frames are
+    alike, and the middle is never more than half its length from the frame that matched), else
+    its start (a slot: the first time its content was seen)."""
     if not scores:
         return []
     rows = torch.tensor(sorted(scores), dtype=torch.int64)
     st, en, th = start[rows].tolist(), end[rows].tolist(), thumb[rows].tolist()
-    return [Moment(t=st[j], start=st[j], end=en[j], score=scores[i], event="match", thumb_id=th[j])
+    return [Moment(t=0.5 * (st[j] + en[j]) if at_middle else st[j], start=st[j], end=en[j], score=scores[i],
+                   event="match", thumb_id=th[j])
             for j, i in enumerate(rows.tolist())]
 
 

@@ -49,7 +49,8 @@ def run_cli_captured(*args) -> tuple[int, str, str]:
 
 def assert_one_line_error(code: int, out: str, err: str) -> str:
     assert code == 2, err
-    assert out == ""
+    # stdout: nothing, or with --json one JSON document saying the same
+    assert out == "" or json.loads(out) == {"error": err.strip()[len("streamvid: error: "):], "exit_code": 2}
     assert err.endswith("\n") and err.count("\n") == 1, err
     assert err.startswith("streamvid: error:"), err
     assert "Traceback" not in err

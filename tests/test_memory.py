@@ -17,12 +17,8 @@ QUIET = [0.0] * len(CHANNELS)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """The memory's tensors are tiny: one thread avoids thread-pool overhead on busy CI runners."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(n)
 
 
 def unit(*shape: int, gen: torch.Generator | None = None) -> torch.Tensor:

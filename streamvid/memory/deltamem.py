@@ -129,7 +129,12 @@ class DeltaMem:
             below it merges. A token within it of a slot claimed in the same frame joins that slot.
         gate_floor: the smallest merge gate ``g`` (lets old slots follow slow drift).
         seg_threshold: a frame whose global vector has cosine ``>=`` this with the last segment
-            extends it (unless it is a boundary).
+            extends it (unless it is a boundary). The default, 1.0, opens a segment for every frame
+            that is not identical to the last: the timeline's resolution is then set by the
+            budget alone (when it is full the most similar adjacent pair merges), which keeps
+            times precise wherever the video changes (issue 7's retention benchmark).
+        scene_threshold: a new segment whose global vector has cosine ``>=`` this with the last
+            one shows the same view: it shares that segment's thumbnail instead of encoding one.
         seg_length_penalty: λ in the merge score of adjacent segments,
             ``cos(a, b) - λ (len_a + len_b) / (last_t - first_t)``.
         importance_decay: slot importance is multiplied by this every frame.
@@ -153,7 +158,8 @@ class DeltaMem:
         device: str | torch.device = "cpu",
         novelty_threshold: float = 0.2,
         gate_floor: float = 0.02,
-        seg_threshold: float = 0.9,
+        seg_threshold: float = 1.0,
+        scene_threshold: float = 0.9,
         seg_length_penalty: float = 0.5,
         importance_decay: float = 0.999,
         max_claims: int | None = None,
@@ -167,6 +173,7 @@ class DeltaMem:
         self.novelty_threshold = novelty_threshold
         self.gate_floor = gate_floor
         self.seg_threshold = seg_threshold
+        self.scene_threshold = scene_threshold
         self.seg_length_penalty = seg_length_penalty
         self.importance_decay = importance_decay
         self.max_claims = max(2, layout.slots // 8) if max_claims is None else max_claims
@@ -204,6 +211,7 @@ class DeltaMem:
             "novelty_threshold": self.novelty_threshold,
             "gate_floor": self.gate_floor,
             "seg_threshold": self.seg_threshold,
+            "scene_threshold": self.scene_threshold,
             "seg_length_penalty": self.seg_length_penalty,
             "importance_decay": self.importance_decay,
             "max_claims": self.max_claims,
@@ -448,7 +456,8 @@ class DeltaMem:
         """Extend the last segment with this frame or open a new one; returns its thumbnail id."""
         n = self._n_segments()
         last = n - 1
-        if n and not boundary and float(g @ self.seg_emb[last]) >= self.seg_threshold:
+        cos_last = float(g @ self.seg_emb[last]) if n else -1.0
+        if n and not boundary and cos_last >= self.seg_threshold:
             c = int(self.seg_count[last])
             emb = self.seg_emb[last] + (g - self.seg_emb[last]) / (c + 1)
             self.seg_emb[last] = emb / emb.norm().clamp_min(1e-12)
@@ -468,7 +477,10 @@ class DeltaMem:
         self.seg_channels[n] = ch
         self.seg_folded[n] = 0
         self.seg_used[n] = True
-        tid = self.put_thumb(thumb()) if thumb is not None else -1
+        if n and not boundary and cos_last >= self.scene_threshold and int(self.seg_thumb[n - 1]) >= 0:
+            tid = int(self.seg_thumb[n - 1])  # the same view: share its thumbnail
+        else:
+            tid = self.put_thumb(thumb()) if thumb is not None else -1
         self.seg_thumb[n] = tid
         return tid
 

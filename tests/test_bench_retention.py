@@ -1,0 +1,118 @@
+"""Smoke test of scripts/bench_retention.py on a tiny generated haystack (no ../shared, a few seconds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FPS = 2.0
+HOURS = 48 / FPS / 3600  # 48 frames: 24 s of stream
+
+
+@pytest.fixture(scope="module")
+def br():
+    spec = importlib.util.spec_from_file_location("bench_retention", REPO / "scripts" / "bench_retention.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from streamvid.models.classic import ClassicEncoder
+
+    return ClassicEncoder()
+
+
+@pytest.fixture(scope="module")
+def bench(br, encoder):
+    return br.build_bench(encoder, hours=HOURS, fps=FPS, needles=2, recall=10, size=(160, 120))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    yield
+
+
+def test_stream_layout(br, bench):
+    assert bench.frames == 48 and bench.duration == pytest.approx(24.0)
+    n_tok, dim = bench.tokens.shape[1:]
+    assert bench.globals_.shape == (bench.tokens.shape[0], dim) and n_tok == 48
+    assert bench.needle_queries.shape == (2, dim) and bench.recall_queries.shape == (10, dim)
+    unique = bench.info["unique_frames"]
+    assert unique + sum(n.frames for n in bench.needles) == bench.frames  # 24 s: no loop needed
+    assert bench.info["loops"] == pytest.approx(1.0)
+    # each needle's frames are its own pool rows, at its own times; the haystack fills the rest in order
+    fed = np.zeros(bench.frames, bool)
+    for k, nd in enumerate(bench.needles):
+        assert 2.0 <= nd.end - nd.start <= 4.0 and nd.frames == round((nd.end - nd.start) * FPS)
+        i0 = round(nd.start * FPS)
+        rows = bench.order[i0:i0 + nd.frames]
+        assert (rows >= unique).all() and not fed[i0:i0 + nd.frames].any()
+        fed[i0:i0 + nd.frames] = True
+        if k:
+            assert nd.start > bench.needles[k - 1].end  # haystack between needles
+    assert (bench.order[~fed] == np.arange(unique)).all()
+    # held-out recall frames sit half a sample after a haystack frame, inside the stream
+    for occ in bench.recall_times:
+        assert len(occ) == 1 and 0 < occ[0] < bench.duration
+        assert (occ[0] * FPS) % 1 == pytest.approx(0.5)
+        assert not fed[int(occ[0] * FPS)]
+
+
+def test_alter_is_deterministic_and_changes_the_frame(br):
+    rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    a, b = br.alter(rgb), br.alter(rgb)
+    assert a.shape == rgb.shape and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, rgb)
+
+
+def test_runs_and_reports(br, bench, encoder, tmp_path):
+    methods, budgets = ["delta-mem", "keep-all"], [0.25]
+    res = br.run_all(bench, encoder, methods, budgets)
+    runs = {(r["method"], r["budget_mib"]): r for r in res["runs"]}
+    assert set(runs) == {("keep-all", None), ("delta-mem", 0.25)}
+    ref, dm = runs[("keep-all", None)], runs[("delta-mem", 0.25)]
+    assert res["reference"] is ref
+    assert ref["needle"] == 1.0  # keep-everything finds every needle
+    assert ref["needle_retention"] == 1.0 and ref["bytes_pct"] == 100.0
+    for r in (ref, dm):
+        assert "error" not in r
+        assert 0.0 <= r["needle"] <= 1.0 and 0.0 <= r["recall"] <= 1.0
+        assert len(r["needle_t"]) == 2 and len(r["recall_t"]) == 10 and len(r["needle_hits"]) == 2
+        assert r["update_ms"] > 0 and r["search_ms"] > 0 and r["nbytes"] > 0
+    assert ref["nbytes"] == 48 * (49 * 40 * 4 + 8)
+    assert dm["nbytes"] <= 0.25 * 2**20
+    assert dm["needle_retention"] == pytest.approx(dm["needle"])  # keep-all's is 1
+    assert dm["bytes_pct"] == pytest.approx(100 * dm["nbytes"] / ref["nbytes"])
+
+    result = {"machine": br.machine(), "load_after": "0", "command": "test", "wall_s": 1.0,
+              "config": {"fps": FPS, "encoder": "classic"}, "info": bench.info, **res}
+    md = br.markdown(result, methods, budgets)
+    assert "Image-needle retrieval" in md and "Self-supervised recall" in md and "| delta-mem |" in md
+    assert "keep-all (no budget)" in md and "Event grounding" in md
+    png = tmp_path / "r.png"
+    br.plot(result, methods, budgets, str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    json.dumps(result)  # what --json writes
+
+
+def test_main_cli(br, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    br.main(["--hours", str(HOURS), "--needles", "2", "--recall", "4", "--methods", "keep-all", "delta-mem",
+             "--budgets", "0.25", "--json", str(out), "--markdown"])
+    data = json.loads(out.read_text())
+    assert data["config"]["haystack"] == "generated" and data["config"]["needle_source"] == "generated"
+    assert data["reference"]["needle"] == 1.0
+    assert {(r["method"], r["budget_mib"]) for r in data["runs"]} == {("keep-all", None), ("delta-mem", 0.25)}
+    assert "Command:" in capsys.readouterr().out
