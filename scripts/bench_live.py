@@ -69,7 +69,7 @@ def _run(job: dict) -> dict:
     import torch
 
     from streamvid.engine import Engine
-    from streamvid.live import _with_frame, open_streams
+    from streamvid.live import open_streams
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     enc = _encoder(job["encoder"])
@@ -98,12 +98,9 @@ def _run(job: dict) -> dict:
     alert_lat: list[float] = []
 
     def on_frame(s, f) -> None:
-        s.alerts.frame = f
         if f.arrived is not None:
             ingest_lat.append(time.monotonic() - f.arrived)
 
-    for s in streams:
-        s.watcher.on_signals = _with_frame(s, s.watcher.on_signals)
     engine = Engine(enc, streams, bank=bank, on_frame=on_frame)
     t0 = time.monotonic()
     if job["kind"] == "latency":

@@ -237,6 +237,8 @@ class Engine:
         for layer in layers:
             observed = []
             for s, f, enc in layer:
+                if s.alerts is not None:  # its hits carry the latency from this frame's arrival
+                    s.alerts.frame = f
                 boundary = s.stats.frames == 0 and s.memory.stats()["frames_seen"] > 0
                 update, out = s.watcher.observe(f, enc, boundary=boundary)
                 observed.append((s, f, update, out))

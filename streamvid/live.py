@@ -70,19 +70,17 @@ def open_streams(specs: list[str], kinds: list[str], args, encoder, *, first_id:
     stream's id as ``"stream"`` when there are several streams or ``tag_stream``.
     """
     from streamvid import cli
-    from streamvid.pipeline import new_memory
+    from streamvid.pipeline import memory_kwargs
 
     warm_up = getattr(encoder, "warm_up", None)
     if callable(warm_up):  # one-time costs before the streams start, not on their first alert
         warm_up()
     mb = args.memory_mb or cli.DEFAULT_MEMORY_MB
     try:
-        probe = new_memory(encoder, int(mb * 2**20))
+        layout = MemoryLayout.from_budget(int(mb * 2**20), encoder.dim)
     except ValueError as e:
         raise InputError(f"--memory-mb {mb:g}: {e}") from None
-    layout: MemoryLayout = probe.layout
-    bank = MemoryBank(layout, len(specs), **probe.config())
-    del probe
+    bank = MemoryBank(layout, len(specs), **memory_kwargs(encoder))
     fps = args.fps or cli.DEFAULT_FPS
     max_side = args.max_side or cli.DEFAULT_MAX_SIDE
     threshold = args.alert_threshold if args.alert_threshold is not None else DEFAULT_THRESHOLD
@@ -179,14 +177,7 @@ def run_live(args) -> int:
     show = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.quiet)
     status = StatusLine(streams, bool(show))
 
-    def on_frame(s: Stream, f) -> None:
-        s.alerts.frame = f
-        status(s, f)
-
-    engine = Engine(encoder, streams, bank=bank, batch_size=getattr(args, "batch_size", 8), on_frame=on_frame)
-    # the alert engines see the frame being processed (its arrival time gives each hit's latency)
-    for s in streams:
-        s.watcher.on_signals = _with_frame(s, s.watcher.on_signals)
+    engine = Engine(encoder, streams, bank=bank, batch_size=getattr(args, "batch_size", 8), on_frame=status)
 
     # Ctrl-C / SIGTERM: stop after the current round (the sources are stopped too, so a stalled
     # camera does not hold the end up); a second Ctrl-C stops at once.
@@ -246,15 +237,6 @@ def run_live(args) -> int:
         print(f"streamvid: interrupted{saved_note}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_PARTIAL if any(w.partial for w in warnings_all.values()) else EXIT_OK
-
-
-def _with_frame(s: Stream, fn):
-    """Wrap a Watcher ``on_signals`` so the stream's alert engine knows the current frame first."""
-    def on_signals(frame, out, enc) -> None:
-        s.alerts.frame = frame
-        if fn is not None:
-            fn(frame, out, enc)
-    return on_signals
 
 
 def _report(args, s: Stream, encoder, stream_log: StreamLog, saved_to: str | None, warnings: list[str],

@@ -55,14 +55,15 @@ class IngestStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+def memory_kwargs(encoder: Encoder) -> dict:
+    """The :class:`DeltaMem` settings tuned to ``encoder``'s vectors (thresholds it declares)."""
+    return {name: getattr(encoder, name) for name in ("novelty_threshold", "scene_threshold")
+            if getattr(encoder, name, None) is not None}
+
+
 def new_memory(encoder: Encoder, budget_bytes: int, *, device: str = "cpu") -> DeltaMem:
     """A memory sized by ``budget_bytes`` for ``encoder``'s tokens (raises ValueError if too small)."""
-    layout = MemoryLayout.from_budget(budget_bytes, encoder.dim)
-    kwargs = {}
-    for name in ("novelty_threshold", "scene_threshold"):  # tuned to the encoder's vectors
-        if getattr(encoder, name, None) is not None:
-            kwargs[name] = getattr(encoder, name)
-    return DeltaMem(layout, device=device, **kwargs)
+    return DeltaMem(MemoryLayout.from_budget(budget_bytes, encoder.dim), device=device, **memory_kwargs(encoder))
 
 
 def encode_jpeg(rgb: np.ndarray, *, height: int, max_bytes: int) -> bytes | None:

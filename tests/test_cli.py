@@ -38,12 +38,14 @@ def lobby_run(tmp_path_factory):
     return json.loads(proc.stdout), mem, tmp
 
 
-def match(moments, truth, kind):
+def match(moments, truth, kind, tol: float = TOL):
+    """Ground-truth events of ``kind`` matched one to one with ``moments`` within ``tol`` s →
+    (the missed events, the moments left over)."""
     found = [m for m in moments if m["event"] == kind]
     expected = [e for e in truth if e["event"] == kind]
     missed = []
     for ev in expected:
-        cands = [m for m in found if abs(m["t"] - ev["t"]) <= TOL]
+        cands = [m for m in found if abs(m["t"] - ev["t"]) <= tol]
         if cands:
             found.remove(min(cands, key=lambda m: abs(m["t"] - ev["t"])))
         else:

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from test_cli import match as match_truth
 
 from streamvid.cli import main
 
@@ -62,15 +63,7 @@ def free_port() -> int:
 
 
 def match(hits, kind):
-    found = [h for h in hits if h["event"] == kind]
-    missed = []
-    for ev in (e for e in TRUTH if e["event"] == kind):
-        cands = [h for h in found if abs(h["t"] - ev["t"]) <= TOL]
-        if cands:
-            found.remove(min(cands, key=lambda h: abs(h["t"] - ev["t"])))
-        else:
-            missed.append(ev)
-    return missed, found
+    return match_truth(hits, TRUTH, kind, tol=TOL)
 
 
 @pytest.mark.slow

@@ -115,17 +115,23 @@ class MemoryBank:
             k_sel, used_sel = k[index, :hi], used[index, :hi]
         best_idx, best_sim, _ = dispatch.delta_assign(x, k_sel, used_sel)
 
-        x_all = torch.zeros((B, N, D), device=self.device)
-        idx_all = torch.full((B, N), -1, dtype=torch.int64, device=self.device)
-        nov_all = torch.zeros((B, N), device=self.device)
+        targets, novelties = [], []
         gates = None
         for j, (b, m, (t, xb, seg_thumb)) in enumerate(zip(rows, mems, begun)):
             target, novelty = m._targets(t, xb, best_idx[j], best_sim[j], seg_thumb)
-            x_all[b], idx_all[b], nov_all[b] = xb, target, novelty
+            targets.append(target)
+            novelties.append(novelty)
             if m.gate is not None:
                 if gates is None:
                     gates = torch.full((B, self.layout.slots), float("nan"), device=self.device)
                 gates[b] = m._learned_gate(target, novelty)
+        idx_sel, nov_sel = torch.stack(targets), torch.stack(novelties)
+        if len(rows) == B:  # every memory has a frame: the selection is the whole bank
+            x_all, idx_all, nov_all = x, idx_sel, nov_sel
+        else:  # the others get no token (idx -1): their slots are left as they are
+            x_all = torch.zeros((B, N, D), device=self.device).index_copy_(0, index, x)
+            idx_all = torch.full((B, N), -1, dtype=torch.int64, device=self.device).index_copy_(0, index, idx_sel)
+            nov_all = torch.zeros((B, N), device=self.device).index_copy_(0, index, nov_sel)
         n = dispatch.delta_merge(x_all, idx_all, self.stacked["slot_k"], self.stacked["slot_count"],
                                  self.stacked["slot_importance"], nov_all, mems[0].gate_floor, gate=gates)
         self.launches += 2

@@ -96,7 +96,6 @@ def run_serve(args) -> int:
         for s in live:
             s.query_encoder = encoder
             s.watcher.on_event = _pin_and_alert(s, hub_box)
-            s.watcher.on_signals = _with_frame(s, s.watcher.on_signals)
         streams += live
 
         def on_frame(s, f) -> None:
@@ -181,12 +180,6 @@ def _pin_and_alert(s, hub_box):
         if hub_box:
             hub_box[0].on_pin(s, det, row, alert="; ".join(texts) or None)
     return on_event
-
-
-def _with_frame(s, fn):
-    from streamvid.live import _with_frame as wrap
-
-    return wrap(s, fn)
 
 
 class _Server:
