@@ -200,12 +200,9 @@ class ConsistencyMonitor:
         self.memory: DeltaMem = new_memory(encoder, int(memory_mb * 2**20))
         self.subject, self.background = subject, background
         ex = getattr(background, "extractor", background)
-        enc = getattr(ex, "encoder", None)
         # the classic fallback's features are the drift encoder's global vectors: computed once
-        self._global_is_background = (type(ex).__name__ == "ClassicGlobalFeatures" and enc is not None
-                                      and enc.config() == encoder.config())
+        self._reuse = ex if isinstance(ex, vbench.ClassicGlobalFeatures) and ex.uses(encoder) else None
         self.batch_size = batch_size
-        self._vb = vbench
         self._video = {"subject": vbench.PairwiseConsistency(), "background": vbench.PairwiseConsistency(),
                        "flicker": vbench.Flicker()}
         self._shot_acc = {k: type(v)() for k, v in self._video.items()}
@@ -241,9 +238,8 @@ class ConsistencyMonitor:
     def _process(self, batch: list[Frame]) -> None:
         encoded = self.encoder.encode_frames([f.rgb for f in batch])
         rgbs = [f.rgb for f in batch]
-        if self.background is not None and self._global_is_background:  # the encoder's own global vectors
-            back = torch.stack([e.global_.float() for e in encoded])
-            back = back / back.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        if self._reuse is not None:
+            back = self._reuse.from_encoded(encoded)
         else:
             back = self.background.encode(rgbs) if self.background is not None else None
         if self.subject is not None and _same_extractor(self.subject, self.background):

@@ -394,7 +394,15 @@ class ClassicGlobalFeatures:
         rgbs = as_rgb_frames(frames)
         if not rgbs:
             return torch.zeros(0, self.dim)
-        return l2n(torch.stack([e.global_.float() for e in self.encoder.encode_frames(rgbs)]))
+        return self.from_encoded(self.encoder.encode_frames(rgbs))
+
+    def uses(self, encoder: Any) -> bool:
+        """Whether these features are ``encoder``'s own global vectors (same encoder config)."""
+        return self.encoder.config() == encoder.config()
+
+    def from_encoded(self, encoded) -> torch.Tensor:
+        """The features of frames the same encoder already encoded (``Encoded`` list) → ``[T, D]``."""
+        return l2n(torch.stack([e.global_.float() for e in encoded]))
 
 
 @dataclass
