@@ -374,9 +374,9 @@ def clip_margin_confidence(margin: float) -> float:
 def _best_embedding(mem: DeltaMem, vec: torch.Tensor) -> torch.Tensor | None:
     r = mem.read(vec, top_k=1)
     best, emb = -2.0, None
-    for hits, table in ((r.slots, mem.slot_k), (r.segments, mem.seg_emb), (r.events, mem.ev_emb)):
+    for hits, table in ((r.slots, lambda i: mem.slot_k[i]), (r.segments, mem.seg_vectors), (r.events, mem.ev_vectors)):
         if len(hits.index) and float(hits.cos[0]) > best:
-            best, emb = float(hits.cos[0]), table[int(hits.index[0])]
+            best, emb = float(hits.cos[0]), table(int(hits.index[0]))
     return emb
 
 
@@ -501,7 +501,7 @@ def _period(mem: DeltaMem, segs, i: int, sig: str) -> tuple[float, float]:
     """The span of segment ``i`` widened to its neighbours that show the same view (cosine ≥ the
     memory's ``scene_threshold``) with the same activity (``_signals_text``): the timeline keeps a
     segment per changing frame, and "what is happening at t" is about the period, not the frame."""
-    emb = mem.seg_emb
+    emb = mem.seg_vectors()
     thr = getattr(mem, "scene_threshold", 0.9)
     lo = hi = i
     while lo > 0 and float(emb[lo - 1] @ emb[lo]) >= thr and _signals_text(segs[lo - 1].channels) == sig:
@@ -523,7 +523,7 @@ def answer_summary(mem: DeltaMem, question: str = "what happened?", *, max_lines
     if not segs:
         return Answer(question, "text", "The memory is empty: nothing was watched.", [], intent="summary")
     n = len(segs)
-    emb = mem.seg_emb[:n]
+    emb = mem.seg_vectors(slice(0, n))
     sim = (emb[:-1] * emb[1:]).sum(-1).tolist() if n > 1 else []
     groups: list[list] = [[segs[0]]]
     for i in range(1, n):
@@ -581,10 +581,15 @@ def attend(mem: DeltaMem, query: torch.Tensor, top_k: int = 5, *, min_gap: float
     ev_scores: dict[int, float] = {}
     seg_scores: dict[int, float] = {}
     slot_scores: dict[int, float] = {}
+    seg_times: dict[int, float] = {}
     for hits, out in ((r.events, ev_scores), (r.segments, seg_scores), (r.slots, slot_scores)):
-        for row_i, row_c in zip(hits.index.tolist(), hits.cos.tolist()):
-            for i, c in zip(row_i, row_c):
-                out[i] = max(out.get(i, -2.0), c)
+        times = hits.t.tolist() if hits.t is not None else [[None] * len(row) for row in hits.index.tolist()]
+        for row_i, row_c, row_t in zip(hits.index.tolist(), hits.cos.tolist(), times):
+            for i, c, t in zip(row_i, row_c, row_t):
+                if c > out.get(i, -2.0):
+                    out[i] = c
+                    if t is not None:
+                        seg_times[i] = t
     events = {e.index: e for e in mem.events()} if (ev_scores or words) else {}
     if words:
         for ev, hit in _matching_events(mem, words):
@@ -595,7 +600,7 @@ def attend(mem: DeltaMem, query: torch.Tensor, top_k: int = 5, *, min_gap: float
         start, end = spans.get(i, (ev.t, max(ev.t, ev.t_end)))
         cands.append(Moment(t=ev.t, start=start, end=end, score=c, event=ev.kind,
                             description=ev.description, thumb_id=ev.thumb))
-    cands += _span_matches(seg_scores, mem.seg_start, mem.seg_end, mem.seg_thumb, at_middle=True)
+    cands += _span_matches(seg_scores, mem.seg_start, mem.seg_end, mem.seg_thumb, at=seg_times)
     cands += _span_matches(slot_scores, mem.slot_t_first, mem.slot_t_last, mem.slot_thumb)
     if slot_scores and mark:
         mem.mark_retrieved(torch.tensor(sorted(slot_scores), dtype=torch.int64))
@@ -603,17 +608,18 @@ def attend(mem: DeltaMem, query: torch.Tensor, top_k: int = 5, *, min_gap: float
 
 
 def _span_matches(scores: dict[int, float], start: torch.Tensor, end: torch.Tensor,
-                  thumb: torch.Tensor, *, at_middle: bool = False) -> list[Moment]:
+                  thumb: torch.Tensor, *, at: dict[int, float] | None = None) -> list[Moment]:
     """``match`` moments for the rows of one tier (segments or slots): row → score.
 
-    ``at_middle``: the moment's ``t`` is the middle of the span (a timeline segment: its frames are
-    alike, and the middle is never more than half its length from the frame that matched), else
-    its start (a slot: the first time its content was seen)."""
+    ``at``: row → the moment's ``t`` (a timeline segment: the time of the best point of its line,
+    :meth:`DeltaMem.seg_locate`); rows without one (a slot) take the start of their span (the first
+    time its content was seen)."""
     if not scores:
         return []
+    at = at or {}
     rows = torch.tensor(sorted(scores), dtype=torch.int64)
     st, en, th = start[rows].tolist(), end[rows].tolist(), thumb[rows].tolist()
-    return [Moment(t=0.5 * (st[j] + en[j]) if at_middle else st[j], start=st[j], end=en[j], score=scores[i],
+    return [Moment(t=min(max(at.get(i, st[j]), st[j]), en[j]), start=st[j], end=en[j], score=scores[i],
                    event="match", thumb_id=th[j])
             for j, i in enumerate(rows.tolist())]
 

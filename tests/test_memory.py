@@ -177,14 +177,92 @@ def test_timeline_merges_keep_time_order_and_cover_the_stream():
     check_thumb_refs(mem)
 
 
+def _drifting(n: int, gen: torch.Generator, turn: float = 0.6) -> torch.Tensor:
+    """``[n, D]`` unit vectors turning steadily from one random direction towards another (a
+    lighting drift, a person crossing): nearly a line over time, as a segment models it."""
+    a, b = unit(2, D, gen=gen)
+    b = b - (a @ b) * a
+    b = b / b.norm()
+    th = torch.linspace(0, turn, n)[:, None]
+    return torch.cos(th) * a + torch.sin(th) * b
+
+
+def test_segments_hold_the_least_squares_line_of_their_frames():
+    gen = torch.Generator().manual_seed(5)
+    mem = DeltaMem(small_layout(segments=6))
+    G = torch.cat([_drifting(30, gen), _drifting(25, gen), unit(20, D, gen=gen)])
+    times = torch.arange(len(G), dtype=torch.float64) * 0.5 + 7.0
+    for t, g in zip(times.tolist(), G):
+        mem.update(t, Encoded(g[None], g), QUIET)
+    n = int(mem.seg_used.sum())
+    assert n == 6
+    for i in range(n):  # against a direct float64 fit of the frames each segment covers
+        inside = (times >= float(mem.seg_start[i])) & (times <= float(mem.seg_end[i]))
+        t, g = times[inside], G[inside].double()
+        tm = t.mean()
+        stt = ((t - tm) ** 2).sum()
+        assert int(mem.seg_count[i]) == len(t)
+        assert float(mem.seg_tmean[i]) == pytest.approx(float(tm), abs=1e-9)
+        assert float(mem.seg_stt[i]) == pytest.approx(float(stt), rel=1e-6)
+        assert torch.allclose(mem.seg_emb[i].double(), g.mean(0), atol=1e-3)
+        if stt > 0:
+            drift = ((t - tm)[:, None] * g).sum(0) / stt * (t[-1] - t[0])
+            assert torch.allclose(mem.seg_drift[i].double(), drift, atol=2e-3)
+    assert torch.equal(mem._costs, mem._merge_cost())  # the cached merge costs are up to date
+
+
+def test_merge_cost_is_the_rise_of_the_residual_sum_of_squares():
+    gen = torch.Generator().manual_seed(6)
+    mem = DeltaMem(small_layout(segments=64))
+    G = torch.cat([_drifting(6, gen), unit(4, D, gen=gen), _drifting(5, gen)])
+    for f, g in enumerate(G):
+        mem.update(0.25 * f, Encoded(g[None], g), QUIET)
+    n = int(mem.seg_used.sum())
+    # merge runs of frames by hand, then compare each pair's cost with a direct fit
+    for _ in range(6):
+        mem._costs = mem._merge_cost()
+        mem._merge_segments()
+    n = int(mem.seg_used.sum())
+    times = torch.arange(len(G), dtype=torch.float64) * 0.25
+
+    def sse(lo: float, hi: float) -> float:
+        inside = (times >= lo) & (times <= hi)
+        t, g = times[inside], G[inside].double()
+        X = torch.stack([torch.ones_like(t), t - t.mean()], 1)
+        coef = torch.linalg.lstsq(X, g).solution
+        return float(((g - X @ coef) ** 2).sum())
+
+    cost = mem._merge_cost()
+    st, en = mem.seg_start.tolist(), mem.seg_end.tolist()
+    for i in range(n - 1):
+        want = sse(st[i], en[i + 1]) - sse(st[i], en[i]) - sse(st[i + 1], en[i + 1])
+        assert float(cost[i]) == pytest.approx(want, abs=5e-3), i
+    assert torch.isinf(cost[n - 1 :]).all()
+
+
+def test_a_query_finds_the_time_inside_a_segment():
+    """21 frames of a steady drift, 1 s apart, in 4 segments (two of 8-9 frames): every held-out
+    frame between two fed ones is found within half a second, not at its segment's middle."""
+    gen = torch.Generator().manual_seed(7)
+    mem = DeltaMem(small_layout(segments=4))
+    G = _drifting(41, gen, turn=0.4)
+    for f, g in enumerate(G[::2]):  # the frames fed; the odd ones are held out
+        mem.update(1.0 * f, Encoded(g[None], g), QUIET)
+    segs = mem.segments()
+    assert [s.end - s.start >= 7.0 for s in segs] == [True, True, False, False]  # the newest are short
+    for k in range(1, 41, 2):  # held-out frames at t = k / 2
+        hit = mem.read(G[k], top_k=1).segments
+        assert abs(float(hit.t[0]) - k / 2) <= 0.5, k
+
+
 def test_segment_channels_keep_max_and_mean_brightness():
     mem = DeltaMem(small_layout())
     a = basis(0)
     mem.update(0.0, Encoded(a[None], a), [0.2, 1.0, 0.0, 0.4, 0.0])
     mem.update(0.1, Encoded(a[None], a), [0.6, 0.0, 0.5, 0.8, 0.0])
     (seg,) = mem.segments()
-    assert seg.channels == pytest.approx(
-        {"motion": 0.6, "person": 1.0, "face": 0.5, "brightness": 0.6, "scene_change": 0.0}
+    assert seg.channels == pytest.approx(  # stored in fp16: 11 significant bits
+        {"motion": 0.6, "person": 1.0, "face": 0.5, "brightness": 0.6, "scene_change": 0.0}, rel=2**-11
     )
 
 
@@ -335,6 +413,66 @@ def test_snapshot_round_trip(tmp_path, busy_mem):
         assert torch.equal(getattr(a, tier).index, getattr(b, tier).index)
         assert torch.equal(getattr(a, tier).score, getattr(b, tier).score)
     assert mem.events()[0].description == busy_mem.events()[0].description
+
+
+def test_snapshot_of_format_version_1_is_upgraded(tmp_path, busy_mem):
+    """Version 1 held segment/event vectors in fp32, segment counts in int64, no segment lines and a
+    ``seg_length_penalty`` in the config: such a file loads (segments become lines without drift
+    over their span; values fp16 holds are kept exactly), answers, and saves as version 2."""
+    import json
+
+    from safetensors.torch import save_file
+
+    widen = {torch.float16: torch.float32, torch.int32: torch.int64}
+    wider = {"seg_emb", "seg_count", "seg_channels", "seg_folded", "ev_emb"}
+    new_in_v2 = {"seg_drift", "seg_tmean", "seg_stt"}
+    tensors = {name: t.to(widen[t.dtype]) if name in wider else t.clone()
+               for name, t in busy_mem.buffers().items() if name not in new_in_v2}
+    assert {tensors[n].dtype for n in wider} == {torch.float32, torch.int64}
+    header = {"format_version": 1, "layout": busy_mem.layout.to_dict(),
+              "config": {**busy_mem.config(), "seg_length_penalty": 0.5}, "metadata": {"source": "old.mp4"}}
+    old = tmp_path / "v1.svm"
+    save_file(tensors, str(old), metadata={"streamvid": json.dumps(header)})
+
+    mem, meta = load(old)
+    assert meta == {"source": "old.mp4"} and mem.config() == busy_mem.config()
+    for name, t in busy_mem.buffers().items():
+        assert mem.buffers()[name].dtype == t.dtype, name
+        if name not in new_in_v2:
+            assert torch.equal(mem.buffers()[name], t), name
+    n = int(mem.seg_used.sum())
+    assert not mem.seg_drift.any()
+    assert torch.equal(mem.seg_tmean[:n], 0.5 * (mem.seg_start[:n] + mem.seg_end[:n]))
+    q = busy_mem.seg_vectors(0)
+    hit = mem.read(q, top_k=1).segments
+    assert int(hit.index[0]) == 0 and float(mem.seg_start[0]) <= float(hit.t[0]) <= float(mem.seg_end[0])
+    again = tmp_path / "v2.svm"
+    save(mem, again, meta)
+    with open(again, "rb") as f:
+        head = f.read(8 + int.from_bytes(f.read(8), "little"))
+    assert b'\\"format_version\\":2' in head
+    assert load(again)[0].layout == busy_mem.layout
+
+
+def test_segment_and_event_vectors_are_half_precision(busy_mem):
+    assert busy_mem.seg_emb.dtype == busy_mem.ev_emb.dtype == torch.float16
+    n = int(busy_mem.seg_used.sum())
+    assert busy_mem.seg_vectors().dtype == torch.float32
+    norms = busy_mem.seg_vectors(slice(0, n)).norm(dim=-1)
+    assert torch.allclose(norms, torch.ones(n), atol=2e-3)
+    ev = busy_mem.events()[0]
+    assert ev.emb.dtype == torch.float32 and abs(float(ev.emb.norm()) - 1) < 2e-3
+
+
+def test_identical_frames_extend_one_segment_despite_fp16_storage():
+    mem = DeltaMem(small_layout())
+    gen = torch.Generator().manual_seed(3)
+    x = unit(16, D, gen=gen)
+    g = unit(D, gen=gen)
+    for i in range(5):
+        mem.update(0.5 * i, Encoded(tokens=x, global_=g), [0.0] * len(CHANNELS))
+    segs = mem.segments()
+    assert len(segs) == 1 and segs[0].count == 5 and (segs[0].start, segs[0].end) == (0.0, 2.0)
 
 
 def test_snapshot_save_is_atomic(tmp_path, busy_mem, monkeypatch):

@@ -340,7 +340,7 @@ class ConsistencyMonitor:
         segs = [s for s in self.memory.segments() if s.end < rec.t0 - 1e-6]
         if not segs:
             return None
-        emb = self.memory.seg_emb[[s.index for s in segs]]
+        emb = self.memory.seg_vectors(torch.tensor([s.index for s in segs]))
         cos = emb @ rec.glob
         best = int(cos.argmax())
         if float(cos[best]) < self.place_threshold:

@@ -85,8 +85,7 @@ class MemoryBank:
             raise ValueError("the memory's layout differs from the bank's")
         if other.config() != mem.config():
             raise ValueError("the memory's config differs from the bank's")
-        for name, buf in mem.buffers().items():
-            buf.copy_(other.buffers()[name])
+        mem.load_buffers(other.buffers())
 
     def update(self, frames: dict[int, FrameUpdate]) -> None:
         """Write ``frames[b]`` into memory ``b`` for every ``b`` given (the others are untouched)."""

@@ -95,13 +95,15 @@ class Hits:
     """The best rows of one tier for each query, best first.
 
     ``index`` ``[Q, k]`` int64 (row in the tier), ``score`` ``[Q, k]`` float32 (the ranking score),
-    ``cos`` ``[Q, k]`` float32 (cosine of query and row). ``k = min(top_k, rows used)``; a single
+    ``cos`` ``[Q, k]`` float32 (cosine of query and row; for a timeline segment, with the best point
+    of its line, whose time is ``t``). ``k = min(top_k, rows used)``; a single
     ``[D]`` query gives ``[k]`` tensors.
     """
 
     index: torch.Tensor
     score: torch.Tensor
     cos: torch.Tensor
+    t: torch.Tensor | None = None  # segments: ``[Q, k]`` float64, the best time inside each segment
 
 
 @dataclass(frozen=True)
@@ -131,12 +133,10 @@ class DeltaMem:
         seg_threshold: a frame whose global vector has cosine ``>=`` this with the last segment
             extends it (unless it is a boundary). The default, 1.0, opens a segment for every frame
             that is not identical to the last: the timeline's resolution is then set by the
-            budget alone (when it is full the most similar adjacent pair merges), which keeps
+            budget alone (when it is full the adjacent pair one line fits best merges), which keeps
             times precise wherever the video changes (issue 7's retention benchmark).
         scene_threshold: a new segment whose global vector has cosine ``>=`` this with the last
             one shows the same view: it shares that segment's thumbnail instead of encoding one.
-        seg_length_penalty: λ in the merge score of adjacent segments,
-            ``cos(a, b) - λ (len_a + len_b) / (last_t - first_t)``.
         importance_decay: slot importance is multiplied by this every frame.
         max_claims: most slots claimed per frame (default ``max(2, M // 8)``).
         temperature: τ of the slot attention in :meth:`read`.
@@ -160,7 +160,6 @@ class DeltaMem:
         gate_floor: float = 0.02,
         seg_threshold: float = 1.0,
         scene_threshold: float = 0.9,
-        seg_length_penalty: float = 0.5,
         importance_decay: float = 0.999,
         max_claims: int | None = None,
         temperature: float = 0.05,
@@ -174,7 +173,6 @@ class DeltaMem:
         self.gate_floor = gate_floor
         self.seg_threshold = seg_threshold
         self.scene_threshold = scene_threshold
-        self.seg_length_penalty = seg_length_penalty
         self.importance_decay = importance_decay
         self.max_claims = max(2, layout.slots // 8) if max_claims is None else max_claims
         self.temperature = temperature
@@ -201,6 +199,7 @@ class DeltaMem:
         for name in ("slot_thumb", "seg_thumb", "ev_thumb"):
             self._buffers[name].fill_(-1)
         self._seg_names = [name for name in self._buffers if name.startswith("seg_")]
+        self._costs: torch.Tensor | None = None  # cached merge costs of adjacent segments [S - 1]
         self._max_channels = torch.tensor([c != "brightness" for c in CHANNELS], device=self.device)
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -212,7 +211,6 @@ class DeltaMem:
             "gate_floor": self.gate_floor,
             "seg_threshold": self.seg_threshold,
             "scene_threshold": self.scene_threshold,
-            "seg_length_penalty": self.seg_length_penalty,
             "importance_decay": self.importance_decay,
             "max_claims": self.max_claims,
             "temperature": self.temperature,
@@ -225,8 +223,16 @@ class DeltaMem:
         return cfg
 
     def buffers(self) -> dict[str, torch.Tensor]:
-        """Every buffer by name (the same tensors the memory works on, not copies)."""
+        """Every buffer by name (the same tensors the memory works on, not copies). Write them
+        through :meth:`load_buffers`, which also drops what the memory derived from them."""
         return dict(self._buffers)
+
+    def load_buffers(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Copy ``tensors`` (name → tensor of the layout's shape and dtype, every buffer) into the
+        memory's buffers, e.g. from a snapshot or another memory."""
+        for name, buf in self._buffers.items():
+            buf.copy_(tensors[name])
+        self._costs = None
 
     @property
     def nbytes(self) -> int:
@@ -238,6 +244,15 @@ class DeltaMem:
 
     def _n_segments(self) -> int:
         return int(self.seg_used.sum())
+
+    def seg_vectors(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
+        """The timeline segments' mean vectors, L2-normalised, fp32 ``[S, D]`` (or the rows asked for)."""
+        mean = (self.seg_emb if rows is None else self.seg_emb[rows]).float()
+        return mean / mean.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    def ev_vectors(self, rows: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """The pinned events' vectors as fp32 ``[E, D]`` (or the rows asked for); stored in fp16."""
+        return (self.ev_emb if rows is None else self.ev_emb[rows]).float()
 
     def _clamp_time(self, t: float) -> float:
         """``t`` moved inside ``[first_t, last_t]`` once a frame has been seen."""
@@ -449,6 +464,48 @@ class DeltaMem:
         return victims, dests
 
     # -- timeline -----------------------------------------------------------------------------
+    #
+    # A segment is a least-squares line through its frames' unit global vectors over time:
+    # ``g(t) ≈ mean + (t - t_mean) · v`` with ``v = Σ (t - t_mean) g / stt``, stored as ``seg_emb``
+    # (the mean), ``seg_drift`` (``v · (end - start)``), ``seg_tmean`` and ``seg_stt`` (``Σ (t -
+    # t_mean)²``). These statistics combine exactly when two segments merge, and the merged pair is
+    # the one whose line fits worst by the least: the smallest rise of the residual sum of squares.
+    # A query then finds the best point on each segment's line, so it gets a time inside the segment
+    # (the lighting drifting, a person walking) instead of its middle.
+
+    def _seg_stats(self, rows: slice | int) -> tuple[torch.Tensor, ...]:
+        """``(n, t_mean, stt, mean [.., D], stg [.., D])`` of segment rows in float64/float32,
+        with ``stg = Σ (t - t_mean) g`` rebuilt from the stored drift."""
+        n = self.seg_count[rows].double()
+        tm, stt = self.seg_tmean[rows], self.seg_stt[rows].double()
+        length = self.seg_end[rows] - self.seg_start[rows]
+        mean, drift = self.seg_emb[rows].float(), self.seg_drift[rows].float()
+        scale = torch.where(length > 0, stt / length.clamp_min(1e-12), torch.zeros_like(stt)).float()
+        return n, tm, stt, mean, drift * scale[..., None]
+
+    @staticmethod
+    def _combine(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """The statistics of two consecutive runs of frames as one (Chan et al.'s pairwise update)
+        → ``(n, t_mean, stt, mean, stg)``."""
+        na, ta, sa, ma, ga = a
+        nb, tb, sb, mb, gb = b
+        n = na + nb
+        w = na * nb / n
+        dt = ta - tb
+        mean = (na[..., None] * ma.double() + nb[..., None] * mb.double()) / n[..., None]
+        stg = ga.double() + gb.double() + (w * dt)[..., None] * (ma.double() - mb.double())
+        return n, (na * ta + nb * tb) / n, sa + sb + w * dt * dt, mean.float(), stg.float()
+
+    def _store_seg(self, i: int, stats: tuple[torch.Tensor, ...], start: float, end: float) -> None:
+        n, tm, stt, mean, stg = stats
+        length = end - start
+        self.seg_count[i] = int(n)
+        self.seg_tmean[i] = float(tm)
+        self.seg_stt[i] = float(stt)
+        self.seg_emb[i] = mean
+        self.seg_drift[i] = stg * (length / float(stt)) if float(stt) > 0 and length > 0 else 0.0
+        self.seg_start[i] = start
+        self.seg_end[i] = end
 
     def _extend_timeline(
         self, t: float, g: torch.Tensor, ch: torch.Tensor, thumb: Callable[[], bytes] | None, boundary: bool
@@ -456,27 +513,34 @@ class DeltaMem:
         """Extend the last segment with this frame or open a new one; returns its thumbnail id."""
         n = self._n_segments()
         last = n - 1
-        cos_last = float(g @ self.seg_emb[last]) if n else -1.0
-        if n and not boundary and cos_last >= self.seg_threshold:
+        prev = self.seg_vectors(last) if n else None
+        cos_last = float(g @ prev) if n else -1.0
+        # ``seg_emb`` is fp16: "the same as the last segment" is judged at the precision it is stored in
+        same = n > 0 and (cos_last >= self.seg_threshold or torch.equal(g.to(self.seg_emb.dtype), self.seg_emb[last]))
+        if same and not boundary:
             c = int(self.seg_count[last])
-            emb = self.seg_emb[last] + (g - self.seg_emb[last]) / (c + 1)
-            self.seg_emb[last] = emb / emb.norm().clamp_min(1e-12)
-            row = self.seg_channels[last]
-            row.copy_(torch.where(self._max_channels, torch.maximum(row, ch), row + (ch - row) / (c + 1)))
-            self.seg_end[last] = t
-            self.seg_count[last] += 1
+            one = (torch.ones((), dtype=torch.float64), torch.tensor(t, dtype=torch.float64),
+                   torch.zeros((), dtype=torch.float64), g, torch.zeros_like(g))
+            self._store_seg(last, self._combine(self._seg_stats(last), one), float(self.seg_start[last]), t)
+            row = self.seg_channels[last].float()
+            self.seg_channels[last] = torch.where(self._max_channels, torch.maximum(row, ch), row + (ch - row) / (c + 1))
+            self._recost(last)
             return int(self.seg_thumb[last])
 
         if n == self.layout.segments:
             self._merge_segments()
             n -= 1
         self.seg_emb[n] = g
+        self.seg_drift[n] = 0.0
         self.seg_start[n] = t
         self.seg_end[n] = t
+        self.seg_tmean[n] = t
+        self.seg_stt[n] = 0.0
         self.seg_count[n] = 1
         self.seg_channels[n] = ch
         self.seg_folded[n] = 0
         self.seg_used[n] = True
+        self._recost(n)
         if n and not boundary and cos_last >= self.scene_threshold and int(self.seg_thumb[n - 1]) >= 0:
             tid = int(self.seg_thumb[n - 1])  # the same view: share its thumbnail
         else:
@@ -484,21 +548,46 @@ class DeltaMem:
         self.seg_thumb[n] = tid
         return tid
 
+    def _merge_cost(self, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+        """``[hi - lo]``: for ``i`` in ``lo .. hi-1`` (default: every pair), how much the residual sum
+        of squares of the segments' lines rises when segment ``i`` and ``i + 1`` become one (``≥ 0``;
+        the identity ``SSE(a ∪ b) - SSE(a) - SSE(b) = w |mean_a - mean_b|² - |stg_ab|² / stt_ab +
+        |stg_a|² / stt_a + |stg_b|² / stt_b`` with ``w = n_a n_b / (n_a + n_b)`` keeps it exact for
+        fp16 means); ``inf`` where ``i + 1`` is not in use."""
+        hi = self.layout.segments - 1 if hi is None else hi
+        n, tm, stt, mean, stg = self._seg_stats(slice(lo, hi + 1))
+        n = n.clamp_min(1.0)  # unused rows: masked below
+        a = (n[:-1], tm[:-1], stt[:-1], mean[:-1], stg[:-1])
+        b = (n[1:], tm[1:], stt[1:], mean[1:], stg[1:])
+        w = (n[:-1] * n[1:] / (n[:-1] + n[1:])).float()
+        _, _, stt_ab, _, stg_ab = self._combine(a, b)
+
+        def fit(g: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            s = s.float()
+            return torch.where(s > 0, (g * g).sum(-1) / s.clamp_min(1e-12), torch.zeros_like(s))
+
+        spread = w * ((mean[:-1] - mean[1:]) ** 2).sum(-1)
+        cost = (spread - fit(stg_ab, stt_ab) + fit(stg[:-1], stt[:-1]) + fit(stg[1:], stt[1:])).clamp_min(0.0)
+        return cost.masked_fill(~self.seg_used[lo + 1 : hi + 1], math.inf)
+
+    def _recost(self, i: int) -> None:
+        """Refresh the cached merge costs of the pairs around segment ``i`` after it changed."""
+        if self._costs is not None:
+            lo, hi = max(i - 1, 0), min(i + 1, self.layout.segments - 1)
+            if hi > lo:
+                self._costs[lo:hi] = self._merge_cost(lo, hi)
+
     def _merge_segments(self) -> None:
-        """Merge the adjacent pair with the highest ``cos(a, b) - λ (len_a + len_b) / span`` (full timeline)."""
-        e = self.seg_emb
-        span = max(self._scalar("last_t") - self._scalar("first_t"), 1e-9)
-        length = ((self.seg_end - self.seg_start) / span).float()
-        score = (e[:-1] * e[1:]).sum(-1) - self.seg_length_penalty * (length[:-1] + length[1:])
-        i = int(score.argmax())
+        """Merge the adjacent pair whose merged line fits worst by the least (full timeline)."""
+        if self._costs is None:  # computed once, then kept up to date pair by pair
+            self._costs = self._merge_cost()
+        i = int(self._costs.argmin())
         j = i + 1
         ca, cb = int(self.seg_count[i]), int(self.seg_count[j])
-        emb = ca * e[i] + cb * e[j]
-        e[i] = emb / emb.norm().clamp_min(1e-12)
-        a, b = self.seg_channels[i], self.seg_channels[j]
-        a.copy_(torch.where(self._max_channels, torch.maximum(a, b), (ca * a + cb * b) / (ca + cb)))
-        self.seg_end[i] = self.seg_end[j]
-        self.seg_count[i] = ca + cb
+        merged = self._combine(self._seg_stats(i), self._seg_stats(j))
+        self._store_seg(i, merged, float(self.seg_start[i]), float(self.seg_end[j]))
+        a, b = self.seg_channels[i].float(), self.seg_channels[j].float()
+        self.seg_channels[i] = torch.where(self._max_channels, torch.maximum(a, b), (ca * a + cb * b) / (ca + cb))
         self.seg_folded[i] += self.seg_folded[j]
         ta, tb = int(self.seg_thumb[i]), int(self.seg_thumb[j])
         keep, drop = (tb, ta) if (cb > ca and tb >= 0) or ta < 0 else (ta, tb)
@@ -510,7 +599,36 @@ class DeltaMem:
             buf[j : n - 1] = buf[j + 1 : n].clone()
         self.seg_used[n - 1] = False
         self.seg_thumb[n - 1] = -1
+        self._costs[j : n - 2] = self._costs[j + 1 : n - 1].clone()
+        self._costs[n - 2] = math.inf
+        self._recost(i)
         self._release_thumbs([drop])
+
+    def seg_locate(self, q: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best point of each segment's line for each query → ``(cos [Q, R], t [Q, R])``.
+
+        ``q [Q, D]`` (L2-normalised), ``rows [R]``. The point ``mean + u · drift`` with ``u`` in the
+        segment's span maximises ``cos(q, ·)``; ``t = t_mean + u (end - start)``. In closed form:
+        with ``a = q·mean, b = q·drift, c = |mean|², e = mean·drift, f = |drift|²`` the cosine
+        ``(a + b u) / sqrt(c + 2 e u + f u²)`` has one critical point, ``u* = (b c - a e) / (a f -
+        b e)``, so its maximum on the span is at ``u*`` or an end.
+        """
+        mean, drift = self.seg_emb[rows].float(), self.seg_drift[rows].float()
+        start, end, tm = self.seg_start[rows], self.seg_end[rows], self.seg_tmean[rows]
+        length = end - start
+        safe = length.clamp_min(1e-12)
+        lo = torch.where(length > 0, (start - tm) / safe, torch.zeros_like(tm)).float()
+        hi = torch.where(length > 0, (end - tm) / safe, torch.zeros_like(tm)).float()
+        a, b = q @ mean.T, q @ drift.T  # [Q, R]
+        c, e, f = (mean * mean).sum(-1), (mean * drift).sum(-1), (drift * drift).sum(-1)
+        den = a * f - b * e
+        crit = torch.where(den.abs() > 1e-12, (b * c - a * e) / torch.where(den == 0, torch.ones_like(den), den),
+                           torch.zeros_like(den))
+        cands = torch.stack([lo.expand_as(a), hi.expand_as(a), torch.maximum(torch.minimum(crit, hi), lo)])
+        cos = (a + b * cands) / (c + 2 * e * cands + f * cands * cands).clamp_min(1e-12).sqrt()
+        best, which = cos.max(0)
+        u = cands.gather(0, which[None])[0]
+        return best, tm + u.double() * length
 
     # -- pinned events ------------------------------------------------------------------------
 
@@ -660,7 +778,9 @@ class DeltaMem:
         """Attend with ``query`` (``[D]`` or ``[Q, D]``, L2-normalised) over the three tiers.
 
         Slots: softmax over used slots of ``q·k / temperature + log(count)``, top ``top_k`` by
-        weight. Segments and events: top ``top_k`` by cosine. See :class:`ReadResult`.
+        weight. Segments: top ``top_k`` by the cosine with the best point of each one's line, whose
+        time is ``segments.t`` (:meth:`seg_locate`). Events: top ``top_k`` by cosine. See
+        :class:`ReadResult`.
         """
         q = query.to(self.device, torch.float32)
         single = q.ndim == 1
@@ -671,11 +791,13 @@ class DeltaMem:
         cos = q @ self.slot_k[slots].T
         attn = torch.softmax(cos / self.temperature + torch.log(self.slot_count[slots].float()), dim=-1)
         hits = [_top(attn, cos, slots, top_k)]
-        for emb, rows in ((self.seg_emb, segs), (self.ev_emb, events)):
-            cos = q @ emb[rows].T
-            hits.append(_top(cos, cos, rows, top_k))
+        cos, seg_t = self.seg_locate(q, segs)
+        seg_hits = _top(cos, cos, segs, top_k)  # segs is 0 .. n-1: a row is its own position
+        hits.append(Hits(seg_hits.index, seg_hits.score, seg_hits.cos, seg_t.gather(-1, seg_hits.index)))
+        cos = q @ self.ev_vectors(events).T
+        hits.append(_top(cos, cos, events, top_k))
         if single:
-            hits = [Hits(h.index[0], h.score[0], h.cos[0]) for h in hits]
+            hits = [Hits(h.index[0], h.score[0], h.cos[0], None if h.t is None else h.t[0]) for h in hits]
         return ReadResult(*hits)
 
     def mark_retrieved(self, slot_idx: int | Sequence[int] | torch.Tensor, boost: float = 1.0) -> None:
@@ -729,7 +851,7 @@ class DeltaMem:
                     thumb=int(self.ev_thumb[i]),
                     track_id=int(self.ev_track_id[i]),
                     bbox=tuple(self.ev_bbox[i].tolist()),
-                    emb=self.ev_emb[i].clone(),
+                    emb=self.ev_emb[i].float(),
                 )
             )
         return sorted(out, key=lambda ev: (ev.t, ev.index))

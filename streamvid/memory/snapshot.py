@@ -24,7 +24,12 @@ from streamvid.memory.layout import MemoryLayout
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 (issue 7): timeline segments are lines (``seg_drift``, ``seg_tmean``, ``seg_stt``
+added), segment and event vectors are fp16, segment counts int32."""
+READS = (1, 2)
+"""Versions :func:`load` reads. A version 1 file is converted on load (:func:`_upgrade_v1`);
+saving writes version 2."""
 HEADER_BYTES = 32 * 1024
 """Room in a snapshot for the ``"streamvid"`` JSON string (as escaped in the safetensors header)."""
 
@@ -72,6 +77,28 @@ def _fixed_size(blob: bytes, text: str) -> bytes:
     return room.to_bytes(8, "little") + head.ljust(room, b" ") + blob[8 + n :]
 
 
+def _upgrade_v1(tensors: dict[str, torch.Tensor], config: dict, specs: dict) -> tuple[dict, dict]:
+    """A version 1 memory as version 2: buffers that were wider (fp32 vectors, int64 counts) are
+    narrowed; a segment, then a mean vector over ``[start, end]``, becomes a line without drift
+    whose frames are taken as spread evenly over its span; the merge score's length penalty,
+    gone in version 2, leaves the config."""
+    out = dict(tensors)
+    for name, t in tensors.items():
+        if name in specs and t.dtype != specs[name][1] and (t.dtype, specs[name][1]) in _NARROWED:
+            out[name] = t.to(specs[name][1])
+    if {"seg_start", "seg_end", "seg_count", "seg_emb"} <= set(out):
+        start, end, n = out["seg_start"], out["seg_end"], out["seg_count"].double()
+        out.setdefault("seg_drift", torch.zeros_like(out["seg_emb"]))
+        out.setdefault("seg_tmean", 0.5 * (start + end))
+        out.setdefault("seg_stt", (n * (end - start) ** 2 / 12).float())
+    config = {k: v for k, v in config.items() if k != "seg_length_penalty"}
+    log.info("read a format version 1 snapshot; it is saved as version %d", FORMAT_VERSION)
+    return out, config
+
+
+_NARROWED = {(torch.float32, torch.float16), (torch.int64, torch.int32)}
+
+
 def is_snapshot(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a safetensors file with a streamvid header (reads the header only)."""
     try:
@@ -104,9 +131,10 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[D
         version = header["format_version"]
     except (KeyError, TypeError, json.JSONDecodeError):
         raise SnapshotError(f"{path}: not a streamvid memory snapshot (no streamvid header)") from None
-    if version != FORMAT_VERSION:
+    if version not in READS:
         raise SnapshotError(
-            f"{path}: snapshot format version {version}, this streamvid reads {FORMAT_VERSION}"
+            f"{path}: snapshot format version {version}, this streamvid reads "
+            + " and ".join(str(v) for v in READS)
         )
     try:
         layout = MemoryLayout.from_dict(header["layout"])
@@ -116,6 +144,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[D
         raise SnapshotError(f"{path}: invalid snapshot header ({type(e).__name__}: {e})") from None
 
     specs = layout.buffers()
+    if version == 1:
+        tensors, config = _upgrade_v1(tensors, config, specs)
     if set(tensors) != set(specs):
         raise SnapshotError(f"{path}: snapshot tensors do not match its layout")
     for name, (shape, dtype) in specs.items():  # checked before allocating anything
@@ -128,6 +158,5 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[D
         mem = DeltaMem(layout, device=device, **config)
     except TypeError as e:
         raise SnapshotError(f"{path}: invalid snapshot config ({e})") from None
-    for name, buf in mem.buffers().items():
-        buf.copy_(tensors[name])
+    mem.load_buffers(tensors)
     return mem, metadata
