@@ -116,3 +116,20 @@ def test_main_cli(br, tmp_path, capsys):
     assert data["reference"]["needle"] == 1.0
     assert {(r["method"], r["budget_mib"]) for r in data["runs"]} == {("keep-all", None), ("delta-mem", 0.25)}
     assert "Command:" in capsys.readouterr().out
+
+
+def test_goal_check_names_the_budgets_that_meet_the_goal(br):
+    ref = {"method": "keep-all", "budget_mib": None, "nbytes": 100 * 2**20, "needle": 1.0, "recall": 0.8}
+
+    def row(method, mib, needle, recall):
+        return {"method": method, "budget_mib": mib, "nbytes": int(mib * 2**20), "bytes_pct": mib,
+                "needle": needle, "recall": recall, "needle_retention": needle / 1.0, "recall_retention": recall / 0.8}
+
+    runs = [row("delta-mem", 0.25, 1.0, 0.6), row("delta-mem", 0.5, 1.0, 0.79), row("delta-mem", 2, 1.0, 0.8),
+            row("uniform", 0.25, 0.2, 0.7)]
+    lines = br.goal_check({"runs": runs, "reference": ref}, ["delta-mem", "uniform"], [0.25, 0.5, 2])
+    assert len(lines) == 4
+    assert lines[0].endswith("→ met at 0.25 MiB, 0.5 MiB (goal ≥ 97 %)")
+    assert "0.25 MiB (0.25 % of keep-all): 75%" in lines[2] and lines[2].endswith("→ met at 0.5 MiB (goal ≥ 97 %)")
+    assert "2 MiB" not in lines[2]  # 2 % of keep-all's bytes: not a budget the goal counts
+    assert lines[3] == "- recall: Δ-Mem best of all baselines at every budget — NO; beaten by uniform at 0.25 MiB (0.700 vs 0.600)"

@@ -244,7 +244,7 @@ def test_a_query_finds_the_time_inside_a_segment():
     """21 frames of a steady drift, 1 s apart, in 4 segments (two of 8-9 frames): every held-out
     frame between two fed ones is found within half a second, not at its segment's middle."""
     gen = torch.Generator().manual_seed(7)
-    mem = DeltaMem(small_layout(segments=4))
+    mem = DeltaMem(small_layout(segments=4), seg_tolerance=0.0)  # segments made by merges only
     G = _drifting(41, gen, turn=0.4)
     for f, g in enumerate(G[::2]):  # the frames fed; the odd ones are held out
         mem.update(1.0 * f, Encoded(g[None], g), QUIET)
@@ -253,6 +253,20 @@ def test_a_query_finds_the_time_inside_a_segment():
     for k in range(1, 41, 2):  # held-out frames at t = k / 2
         hit = mem.read(G[k], top_k=1).segments
         assert abs(float(hit.t[0]) - k / 2) <= 0.5, k
+
+
+def test_frames_the_last_line_explains_join_it_while_the_timeline_has_room():
+    gen = torch.Generator().manual_seed(9)
+    G = _drifting(12, gen, turn=0.05)  # a slow drift: each frame ~0.005 from the next
+    jump = unit(D, gen=gen)
+    mem = DeltaMem(small_layout(segments=8))
+    for f, g in enumerate([*G, jump]):
+        mem.update(0.5 * f, Encoded(g[None], g), QUIET)
+    assert [s.count for s in mem.segments()] == [12, 1]  # the drift is one line; the jump is not on it
+    off = DeltaMem(small_layout(segments=8), seg_tolerance=0.0)
+    for f, g in enumerate([*G, jump]):
+        off.update(0.5 * f, Encoded(g[None], g), QUIET)
+    assert len(off.segments()) == 8  # without the tolerance: a segment per frame, then merges
 
 
 def test_segment_channels_keep_max_and_mean_brightness():
