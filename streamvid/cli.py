@@ -1,6 +1,7 @@
-"""The command line: ``streamvid watch``, ``streamvid live`` and ``streamvid ask``. Parsing and printing only.
+"""The command line: ``streamvid watch``, ``live``, ``serve``, ``ask``, ``consistency``, ``index`` and
+``search``. Parsing and printing only.
 
-Exit codes (stable, see README): 0 ok · 1 unexpected error · 2 bad input · 130 interrupted.
+Exit codes (stable, see README): 0 ok · 1 unexpected error · 2 bad input · 3 partial result · 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from streamvid.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_PARTIAL,
     InputError,
     StreamvidError,
     Warnings,
@@ -225,6 +227,50 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     cs.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
 
+    ix = sub.add_parser("index", parents=[enc], help="index many videos into a catalog, in-process or on Ray",
+                        description="Ingest each VIDEO into its own fixed-size memory, saved in the catalog DIR "
+                        "with its metadata; videos already indexed with the same settings are skipped. With "
+                        "--ray, the videos are indexed in parallel by Ray workers (pip install 'streamvid[ray]').")
+    ix.add_argument("videos", metavar="VIDEO", nargs="+", help="video files")
+    ix.add_argument("--catalog", required=True, metavar="DIR", help="the catalog folder (created if missing)")
+    ix.add_argument("--ray", metavar="MODE", default=None,
+                    help="run on Ray: 'local' (a cluster on this machine, --workers CPUs), 'auto' (the cluster "
+                    "this machine joined with `ray start`), or a head's ADDRESS (HOST:6379, ray://HOST:10001)")
+    ix.add_argument("--workers", type=_positive(int), default=None, metavar="N",
+                    help="with --ray: videos indexed at once, one CPU each (default: the cluster's CPUs, or "
+                    "its GPUs with the clip encoder)")
+    ix.add_argument("--fps", type=_positive(float), default=DEFAULT_FPS,
+                    help="frames sampled per second (default: %(default)s)")
+    ix.add_argument("--memory-mb", type=_positive(float), default=DEFAULT_MEMORY_MB, metavar="MB",
+                    help="memory budget of each video in MiB (default: %(default)s)")
+    ix.add_argument("--max-side", type=_positive(int), default=DEFAULT_MAX_SIDE, metavar="PX",
+                    help="decode frames scaled to at most PX on the long side (default: %(default)s)")
+    ix.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    ix.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    ix.add_argument("-q", "--quiet", action="store_true", help="no progress lines (failures are still shown)")
+    ix.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+
+    se = sub.add_parser("search", help="answer a question or an image across every video of a catalog",
+                        description="Answer QUESTION (or --image PATH) from every memory of the catalog DIR; "
+                        "the moments of all videos, best first, each with its video.")
+    se.add_argument("catalog", metavar="DIR", help="a catalog made by `streamvid index`")
+    se.add_argument("question", nargs="?", default=None, help="a question")
+    se.add_argument("--image", metavar="PATH", help="an image query: when does this scene appear, in which video?")
+    se.add_argument("--top-k", type=_positive(int), default=5, metavar="K",
+                    help="moments in all (default: %(default)s)")
+    se.add_argument("--min-gap", type=_nonneg, default=1.0, metavar="SECONDS",
+                    help="within a video, moments closer than this to a better one are dropped (default: %(default)s)")
+    se.add_argument("--encoder", choices=["classic", "clip"], default=None,
+                    help="search the memories of this encoder (needed when the catalog holds several)")
+    se.add_argument("--weights", metavar="PATH", help="the CLIP checkpoint, if it moved since indexing")
+    se.add_argument("--device", default=None, help="torch device for the encoder (default: cuda if available)")
+    se.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    se.add_argument("--out", default="streamvid_out", metavar="OUT",
+                    help="where thumbnails are written, under OUT/search/ (default: %(default)s)")
+    se.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    se.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    se.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+
     a = sub.add_parser("ask", parents=[common], help="answer questions from a saved memory",
                        description="Answer questions from a memory saved with `watch --save`, without the video.")
     a.add_argument("memory", metavar="MEM", help="a memory file written by --save")
@@ -295,14 +341,14 @@ def _check_save_target(path: str) -> None:
 
 # ---------------------------------------------------------------------- commands
 def cmd_watch(args) -> int:
-    from streamvid.events import EventDetector
     from streamvid.pipeline import (
         FINGERPRINT_BYTES,
         IngestStats,
         SourceRecord,
         StreamLog,
-        Watcher,
+        file_warnings,
         fingerprint,
+        ingest_file,
         new_memory,
     )
     from streamvid.sources import FileSource, SamplingGrid
@@ -341,9 +387,7 @@ def cmd_watch(args) -> int:
             if again:
                 log.warning("%s is already source %d of %s; appending it again after the rest",
                             args.video, again[0], args.resume)
-        rec = SourceRecord(path=path, size=size, fingerprint=fingerprint(args.video, min(size, FINGERPRINT_BYTES)),
-                           duration=info.duration, fps=info.fps, sampled_fps=fps, max_side=max_side,
-                           offset=offset)
+        rec = SourceRecord.for_file(args.video, info, sampled_fps=fps, max_side=max_side, offset=offset, size=size)
 
     if resumed is not None:
         encoder, memory = resumed.encoder(), resumed.memory
@@ -363,21 +407,17 @@ def cmd_watch(args) -> int:
     with _sigint_stops(enabled=bool(target)) as stop:
         if not nothing_new:
             source = FileSource(args.video, fps=fps, start=start, end=end, max_side=max_side)
-            watcher = Watcher(encoder, memory, EventDetector())
             show = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.quiet)
             try:
                 with _Progress(source, memory, show) as progress:
-                    stats = watcher.ingest(grid.track(source), on_frame=progress.update, offset=offset,
-                                           new_segment=mode == "append", stop=stop)
+                    stats = ingest_file(source, grid, encoder, memory, on_frame=progress.update, offset=offset,
+                                        new_segment=mode == "append", stop=stop)
             except SourceError:
                 if mode != "continue" or source.emitted:
                     raise
                 nothing_new = True  # the container's duration promised frames that are not there
-            if source.skipped:
-                warnings.append(f"skipped {source.skipped} corrupt packet(s)/frame(s)")
-            short = _truncated(info, grid, end, fps)
-            if short and not stats.interrupted:
-                warnings.append(short)
+            for w in file_warnings(source.skipped, info, grid, end, fps, stats):
+                warnings.append(w)
             log.info("ingested %d frames in %.1f s (%.1f fps)", stats.frames, stats.seconds, stats.fps)
         if nothing_new:
             warnings.note(f"nothing new to watch: {args.resume} already holds {args.video} up to "
@@ -425,16 +465,129 @@ def cmd_watch(args) -> int:
     return warnings.exit_code()
 
 
-def _truncated(info, grid, end: float | None, fps: float) -> str | None:
-    """A warning when the frames stopped well before the end the container states (a truncated or
-    damaged file): the answers then cover only what could be read."""
-    if info.duration is None or grid.last_t is None:
-        return None
-    stop = min(info.duration, end) if end is not None else info.duration
-    if grid.last_t < stop - max(1.0, 2.0 / fps):
-        return (f"the video stops at {fmt_time(grid.last_t)}, before the {fmt_time(stop)} its container "
-                "states (truncated or damaged?): the answers cover what could be read")
-    return None
+def cmd_index(args) -> int:
+    import time
+
+    from streamvid.catalog import Catalog, IndexSettings, run_jobs
+    from streamvid.memory import MemoryLayout
+
+    if args.workers is not None and args.ray is None:
+        raise InputError("--workers needs --ray (without it the videos are indexed one after the other here)")
+    if args.ray is not None:
+        from streamvid.scale import import_ray
+
+        import_ray()  # installed? (exit 2 before any work)
+    catalog = Catalog.open(args.catalog, create=True)
+    encoder = make_encoder(args)
+    budget = int(args.memory_mb * 2**20)
+    try:
+        MemoryLayout.from_budget(budget, encoder.dim)
+    except ValueError as e:
+        raise InputError(f"--memory-mb {args.memory_mb:g}: {e}") from None
+    settings = IndexSettings(encoder.config(), budget, args.fps, args.max_side)
+    jobs, results = catalog.plan(args.videos, settings)
+    total = len(args.videos)
+
+    shown = 0
+
+    def report(r) -> None:  # one line per video on stderr, as each is decided
+        nonlocal shown
+        shown += 1
+        n = shown
+        if r.status == "failed":
+            print(f"streamvid: [{n}/{total}] failed {r.video}: {r.error}", file=sys.stderr, flush=True)
+        elif not args.quiet:
+            if r.status == "skipped":
+                what = f"skipped {r.video}: {r.reason}"
+            else:
+                e = r.entry
+                what = (f"indexed {r.video}: {e['frames']} frames in {r.seconds:.1f} s, {e['entered']} "
+                        f"{'entry' if e['entered'] == 1 else 'entries'}, {e['left']} {'exit' if e['left'] == 1 else 'exits'}")
+                what += "".join(f"; warning: {w}" for w in r.warnings)
+            print(f"streamvid: [{n}/{total}] {what}", file=sys.stderr, flush=True)
+
+    for r in results:
+        report(r)
+    t0 = time.perf_counter()
+    workers, startup = None, 0.0
+    if jobs:
+        def done(r) -> None:
+            results.append(r)
+            report(r)
+
+        if args.ray is None:
+            run_jobs(catalog, jobs, encoder, on_result=done)
+        else:
+            from streamvid.scale import plan_workers, ray_session, run_on_ray
+
+            with ray_session(args.ray, args.workers, quiet=args.quiet) as ray:
+                startup = time.perf_counter() - t0
+                workers = min(plan_workers(ray, encoder.config(), args.workers)[0], len(jobs))
+                run_on_ray(ray, catalog, jobs, encoder.config(), workers=args.workers, on_result=done)
+    seconds = time.perf_counter() - t0
+    count = {k: sum(r.status == k for r in results) for k in ("indexed", "skipped", "failed")}
+    rate = count["indexed"] / seconds * 60 if count["indexed"] and seconds > 0 else None
+    partial = count["failed"] > 0 or any(r.warnings for r in results if r.status == "indexed")
+    where = "in-process" if args.ray is None else f"on Ray ({args.ray}) with {workers} worker{'s' * (workers != 1)}"
+    if args.json:
+        doc = {"catalog": catalog.root, "ray": args.ray, "workers": workers, "encoder": encoder.config(),
+               "seconds": round(seconds, 3), "ray_start_seconds": round(startup, 3), "videos_per_minute": round(rate, 2) if rate else None, **count,
+               "videos": [r.to_json() for r in results]}
+        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        rate_text = f", {rate:.1f} videos/min" if rate else ""
+        how = f" {where}" if jobs else ""
+        print(f"Catalog {catalog.root}: {count['indexed']} new, {count['skipped']} already indexed, "
+              f"{count['failed']} failed of {total} video{'s' * (total != 1)} ({seconds:.1f} s{rate_text}{how}).")
+    return EXIT_PARTIAL if partial else EXIT_OK
+
+
+def cmd_search(args) -> int:
+    from streamvid.catalog import Catalog, search
+
+    if (args.question is None) == (args.image is None):
+        raise InputError("give a QUESTION or --image PATH" + (", not both" if args.image is not None else ""))
+    image = _read_image(args.image) if args.image is not None else None
+    catalog = Catalog.open(args.catalog, create=False)
+    res = search(catalog, question=args.question, image=image, image_label=args.image or "image", top_k=args.top_k,
+                 min_gap=args.min_gap, encoder_name=args.encoder, weights=args.weights, device=args.device)
+    warnings = Warnings(res.warnings)
+    try:
+        for h in res.hits:
+            if h.thumb:
+                folder = os.path.join(args.out, "search")
+                os.makedirs(folder, exist_ok=True)
+                path = os.path.join(folder, f"{h.id}_{h.moment.thumb_id:04d}.jpg")
+                with open(path, "wb") as f:
+                    f.write(h.thumb)
+                h.moment.thumbnail = path
+    except OSError as e:
+        warnings.append(f"thumbnails not written to {args.out}: {e.strerror or e}")
+    if args.json:
+        doc = {"catalog": catalog.root, "question": res.question, "kind": res.kind, "intent": res.intent,
+               "encoder": res.encoder, "videos": res.videos, "moments": [h.to_json() for h in res.hits],
+               "warnings": list(warnings)}
+        if res.note:
+            doc["answer"] = res.note
+        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return warnings.exit_code()
+    for w in warnings:
+        print(f"streamvid: warning: {w}", file=sys.stderr)
+    if res.note:
+        print(res.note)
+        return warnings.exit_code()
+    n = len(res.hits)
+    print(f"Searched {res.videos} video{'s' * (res.videos != 1)} of {catalog.root} with the "
+          f"{res.encoder.get('name')} encoder: {n} moment{'s' * (n != 1)}{'' if n else ' (nothing matches)'}.")
+    for h in res.hits:
+        m = h.moment
+        when = fmt_time(m.t) if m.end - m.start < 0.05 else f"{fmt_time(m.start)}–{fmt_time(m.end)}"
+        desc = f"  {m.description}" if m.description else ""
+        thumb = f"  [{m.thumbnail}]" if m.thumbnail else ""
+        print(f"   - {m.event:8s} {when}  score {m.score:.2f}  {h.video}{desc}{thumb}")
+    return warnings.exit_code()
 
 
 def cmd_live(args) -> int:
@@ -553,16 +706,9 @@ def _same_name(a, b) -> bool:
 def _save_memory(memory, target: str, encoder_cfg: dict, stream) -> None:
     """Save atomically with the metadata ``watch --resume`` and ``ask`` read (see README)."""
     from streamvid.memory.snapshot import SnapshotError, save
+    from streamvid.pipeline import snapshot_metadata
 
-    cur = stream.sources[-1] if stream.sources else None
-    meta = {
-        "encoder": encoder_cfg,
-        "budget_bytes": memory.layout.budget_bytes,
-        "source": {"path": cur.path, "duration": cur.duration, "fps": cur.fps,
-                   "sampled_fps": cur.sampled_fps} if cur is not None else {},
-        "position": cur.end if cur is not None else None,
-        "stream": {**stream.to_json(), "detector": "not saved: a resumed run starts a fresh event detector"},
-    }
+    meta = snapshot_metadata(memory, encoder_cfg, stream)
     existed = os.path.exists(target)
     try:
         save(memory, target, metadata=meta)
@@ -784,7 +930,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         _setup_logging(args)
         return {"watch": cmd_watch, "live": cmd_live, "serve": cmd_serve, "ask": cmd_ask,
-                "consistency": cmd_consistency}[args.command](args)
+                "consistency": cmd_consistency, "index": cmd_index, "search": cmd_search}[args.command](args)
     except StreamvidError as e:
         return fail(str(e), e.exit_code)
     except KeyboardInterrupt:

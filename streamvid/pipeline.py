@@ -32,7 +32,8 @@ from streamvid.memory import DeltaMem, MemoryLayout
 from streamvid.memory.bank import FrameUpdate
 from streamvid.models.base import Encoder
 from streamvid.sources import SamplingGrid
-from streamvid.types import Detection, Frame
+from streamvid.timefmt import fmt_time
+from streamvid.types import Detection, Frame, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,53 @@ class Watcher:
         log.info("%s at %.1f s: %s", det.event, det.t, det.description)
 
 
+def ingest_file(source: Iterable[Frame], grid: SamplingGrid, encoder: Encoder, memory: DeltaMem, *,
+                on_frame: Callable[[Frame], None] | None = None, offset: float = 0.0, new_segment: bool = False,
+                stop: Callable[[], bool] | None = None) -> IngestStats:
+    """Ingest a video file's frames (a :class:`~streamvid.sources.FileSource`) into ``memory``, with a
+    fresh event detector, ``grid`` observing the ``--fps`` grid: what ``watch`` and ``index`` both do
+    with a file (see :meth:`Watcher.ingest` for the keyword arguments)."""
+    watcher = Watcher(encoder, memory, EventDetector())
+    return watcher.ingest(grid.track(source), on_frame=on_frame, offset=offset, new_segment=new_segment, stop=stop)
+
+
+def truncation_warning(info: VideoInfo, grid: SamplingGrid, end: float | None, fps: float) -> str | None:
+    """A warning when the frames stopped well before the end the container states (a truncated or
+    damaged file): the answers then cover only what could be read."""
+    if info.duration is None or grid.last_t is None:
+        return None
+    stop = min(info.duration, end) if end is not None else info.duration
+    if grid.last_t < stop - max(1.0, 2.0 / fps):
+        return (f"the video stops at {fmt_time(grid.last_t)}, before the {fmt_time(stop)} its container "
+                "states (truncated or damaged?): the answers cover what could be read")
+    return None
+
+
+def file_warnings(skipped: int, info: VideoInfo, grid: SamplingGrid, end: float | None, fps: float,
+                  stats: IngestStats) -> list[str]:
+    """The warnings that make the ingest of a file partial: corrupt packets skipped (``skipped``, a
+    FileSource's count), and a video that stops before the end its container states."""
+    out = [f"skipped {skipped} corrupt packet(s)/frame(s)"] if skipped else []
+    short = truncation_warning(info, grid, end, fps)
+    if short and not stats.interrupted:
+        out.append(short)
+    return out
+
+
+def snapshot_metadata(memory: DeltaMem, encoder_cfg: dict, stream: StreamLog) -> dict:
+    """The metadata saved with a memory (``--save``), which ``watch --resume``, ``ask`` and the
+    catalog read back: the encoder's config, the budget, the last source and the stream's sources."""
+    cur = stream.sources[-1] if stream.sources else None
+    return {
+        "encoder": encoder_cfg,
+        "budget_bytes": memory.layout.budget_bytes,
+        "source": {"path": cur.path, "duration": cur.duration, "fps": cur.fps,
+                   "sampled_fps": cur.sampled_fps} if cur is not None else {},
+        "position": cur.end if cur is not None else None,
+        "stream": {**stream.to_json(), "detector": "not saved: a resumed run starts a fresh event detector"},
+    }
+
+
 # ---------------------------------------------------------------------- stream sources (--resume)
 FINGERPRINT_BYTES = 1 << 20
 """A video file is identified by the SHA-256 of its first ``min(size, FINGERPRINT_BYTES)`` bytes."""
@@ -268,6 +316,16 @@ class SourceRecord:
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def for_file(cls, path: str, info: VideoInfo, *, sampled_fps: float, max_side: int | None,
+                 offset: float = 0.0, size: int | None = None, file_fingerprint: str | None = None) -> SourceRecord:
+        """A new record for the video file at ``path`` (probed as ``info``), not yet ingested:
+        its absolute path, size and :func:`fingerprint` (read now unless given)."""
+        size = os.path.getsize(path) if size is None else size
+        fp = file_fingerprint or fingerprint(path, min(size, FINGERPRINT_BYTES))
+        return cls(path=os.path.abspath(path), size=size, fingerprint=fp, duration=info.duration, fps=info.fps,
+                   sampled_fps=sampled_fps, max_side=max_side, offset=offset)
 
     @classmethod
     def from_json(cls, d: dict) -> SourceRecord:
