@@ -305,7 +305,16 @@ def test_interrupt_saves_what_was_ingested(work, tmp_path, monkeypatch):
     assert doc["stream"]["sources"][0]["end"] == full["memory"]["last_t"]
 
 
-def test_ctrl_c_stops_cleanly_and_saves(work, tmp_path, monkeypatch):
+@pytest.fixture
+def sigint_default():
+    """Python's Ctrl-C handler for the test: a process started in the background (``cmd &``)
+    inherits SIGINT ignored, and a real SIGINT would then do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_cleanly_and_saves(work, tmp_path, monkeypatch, sigint_default):
     mem = tmp_path / "m.mem"
     _interrupt_after(monkeypatch, 10, "signal")  # a real SIGINT: ingest stops before the next frame
     code, out, err = run_cli("watch", work["a"], "--encoder", "classic", "--save", mem, "--out", tmp_path)
