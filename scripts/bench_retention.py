@@ -41,7 +41,7 @@ Tasks (all top-1, after the whole stream has been ingested):
   queried with their (unaltered) global embedding. A hit when the returned time is within ±1 s of
   ANY occurrence of that moment in the looped stream (the loop replays identical frames, so no
   memory can tell the passes apart; keep-everything could not either).
-- Event grounding (entered/left F1 at ±1.5 s) is NOT measured here: see ``EVENT_NOTE``.
+- Event grounding (entered/left F1 at ±1.5 s) is measured by ``scripts/bench_events.py``: see ``EVENT_NOTE``.
 
 Per method and budget: hit rate per task, ``nbytes`` after the stream, bytes as % of keep-all's,
 mean update time per frame (ms) and mean search time per query (ms); retention = hit rate ÷
@@ -85,14 +85,12 @@ ALTER_CONTRAST, ALTER_BRIGHTNESS = 1.08, 8.0  # the needle query's photometric c
 NEEDLE_SEED = 7_000_000  # needle scene seeds start here; haystack shots use seed + shot index < this
 
 EVENT_NOTE = (
-    "Event grounding (entered/left F1 at ±1.5 s) is not measured: an entry or exit is a detection "
-    "made on frames (the project's EventDetector: foreground, tracks, faces), and none of these "
-    "memories keeps frames — they keep vectors and answer one thing alike, `search(vector) -> times`. "
-    "Any F1 built from that (e.g. thresholding the times returned for a person's appearance vector "
-    "and calling the first an entry, the last an exit) needs a per-method threshold and tests the "
-    "thresholding rule more than the memory; a query for the frame at each event time is the recall "
-    "task again at other times. Δ-Mem's own event tier (pinned detector events) is measured by the "
-    "project's existing tests on the generated lobby sample (tests/test_events.py, tests/test_engine.py)."
+    "Event grounding (entered/left F1 at ±1.5 s) is measured by scripts/bench_events.py: an entry or "
+    "exit is a detection made on frames (the project's EventDetector), which only Δ-Mem keeps (pinned "
+    "events, then folded events with their times, then counts); the token memories compared here keep "
+    "vectors and no events, so they cannot answer \"who entered?\" at all. Their `search(vector) -> "
+    "times` could only be turned into entries and exits by a per-method threshold, which would test the "
+    "threshold more than the memory."
 )
 
 

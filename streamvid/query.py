@@ -201,6 +201,9 @@ def _visit_spans(mem: DeltaMem) -> dict[int, tuple[float, float]]:
     return spans
 
 
+FOLDED_SHOWN = 8  # folded events' times listed in an answer
+
+
 def _events_answer(mem: DeltaMem, question: str, kind: str) -> Answer:
     moments = []
     spans = _visit_spans(mem)
@@ -219,6 +222,10 @@ def _events_answer(mem: DeltaMem, question: str, kind: str) -> Answer:
     if folded:
         text += (f"; and {folded} more whose details were folded into the timeline to keep the "
                  "memory's size fixed")
+        known = [t for t, _ in mem.folded_events(kind)]
+        if known:
+            shown = ", ".join(fmt_time(t) for t in known[:FOLDED_SHOWN]) + (", …" if len(known) > FOLDED_SHOWN else "")
+            text += f" ({len(known)} of them at known times: {shown})"
     return Answer(question, "text", text + ".", moments, intent=kind)
 
 
@@ -491,6 +498,9 @@ def answer_at(mem: DeltaMem, t: float, *, question: str | None = None, window: f
                                         for e in near) + "."
     else:
         text += f" No entries or exits within ±{window:g} s."
+    known = [(ft, k) for ft, k in mem.folded_events() if abs(ft - t) <= window and k in ("entered", "left")]
+    if known:
+        text += " Folded (details not kept): " + "; ".join(f"{k} at {fmt_time(ft)}" for ft, k in known) + "."
     folded = {k: v for k, v in seg.folded.items() if v}
     if folded:
         text += " Folded into this segment: " + ", ".join(f"{v} {k}" for k, v in folded.items()) + "."

@@ -300,6 +300,30 @@ def test_events_beyond_capacity_fold_into_counts():
     assert keep in [e.index for e in entered]  # the important one stays pinned
 
 
+def test_folded_events_keep_their_times_until_the_oldest_must_go(tmp_path):
+    gen = torch.Generator().manual_seed(4)
+    mem = DeltaMem(small_layout(folds=4))
+    feed(mem, 50, gen)  # 0 .. 4.9 s
+    for i in range(14):  # 8 pinned, 6 folded: the 4 latest folded keep their times, 2 become counts
+        mem.pin(0.3 * i, "entered" if i % 3 else "left", unit(D, gen=gen), f"p{i}", None, 0.8)
+    folded = mem.folded_counts()
+    assert len(mem.events()) == 8 and folded["entered"] + folded["left"] == 6
+    kept = mem.folded_events()
+    assert [t for t, _ in kept] == pytest.approx([0.6, 0.9, 1.2, 1.5])  # folded: oldest first
+    assert [k for _, k in kept] == ["entered", "left", "entered", "entered"]
+    assert mem.folded_events("left") == [kept[1]]
+    counted = sum(sum(s.folded.values()) for s in mem.segments())
+    assert counted == 2 and mem.stats()["folded_times_used"] == 4
+    save(mem, tmp_path / "m.svm", {})
+    assert load(tmp_path / "m.svm")[0].folded_events() == kept
+
+    from streamvid.query import answer_at, answer_text
+
+    text = answer_text(mem, "who entered?", None, encoder_name="classic").answer
+    assert "whose details were folded" in text and "3 of them at known times: 00:00:00.6, 00:00:01.2, 00:00:01.5" in text
+    assert "Folded (details not kept): entered at 00:00:01.2; entered at 00:00:01.5" in answer_at(mem, 1.4, window=0.3).answer
+
+
 def test_event_fields_round_trip():
     mem = DeltaMem(small_layout(desc_bytes=8))
     a = basis(3)

@@ -206,7 +206,7 @@ class DeltaMem:
                 buf.zero_()
             self._buffers[name] = buf
             setattr(self, name, buf)
-        for name in ("slot_thumb", "seg_thumb", "ev_thumb"):
+        for name in ("slot_thumb", "seg_thumb", "ev_thumb", "fold_kind"):
             self._buffers[name].fill_(-1)
         self._seg_names = [name for name in self._buffers if name.startswith("seg_")]
         self._costs: torch.Tensor | None = None  # cached merge costs of adjacent segments [S - 1]
@@ -709,23 +709,49 @@ class DeltaMem:
         return i
 
     def _fold_event(self) -> int:
-        """Fold the lowest-importance (then oldest) event into the counts; returns its free row."""
+        """Fold the lowest-importance (then oldest) event out of the pinned tier; returns its free row.
+
+        Its time and kind go to the folded-event times (``fold_t``/``fold_kind``); when those are
+        full, the oldest of them becomes a count in the segment holding its time (``seg_folded``).
+        ``folded_<kind>`` counts every folded event, with a time or without."""
         used = self.ev_used.nonzero().squeeze(1)
         imp = self.ev_importance[used].cpu().numpy()
         when = self.ev_t[used].cpu().numpy()
         i = int(used[np.lexsort((when, imp))[0]])
         code = int(self.ev_kind[i])
         self.scalars[_FOLDED + code] += 1
-        n = self._n_segments()
-        if code < 2 and n:  # entered / left: count it in the segment holding its time
-            seg = torch.searchsorted(self.seg_start[:n], self.ev_t[i : i + 1], right=True)
-            self.seg_folded[int(seg.clamp(1, n)) - 1, code] += 1
-        log.debug("event tier full: folded %s event at %.3f", EVENT_KINDS[code], float(self.ev_t[i]))
+        t = float(self.ev_t[i])
+        if self.layout.folds:
+            free = (self.fold_kind < 0).nonzero()
+            if len(free):
+                j = int(free[0])
+            else:  # full: the oldest keeps only a count
+                j = int(self.fold_t.argmin())
+                self._count_folded(float(self.fold_t[j]), int(self.fold_kind[j]))
+            self.fold_t[j] = t
+            self.fold_kind[j] = code
+        else:
+            self._count_folded(t, code)
+        log.debug("event tier full: folded %s event at %.3f", EVENT_KINDS[code], t)
         old = int(self.ev_thumb[i])
         self.ev_used[i] = False
         self.ev_thumb[i] = -1
         self._release_thumbs([old])
         return i
+
+    def _count_folded(self, t: float, code: int) -> None:
+        n = self._n_segments()
+        if code < 2 and n:  # entered / left: count it in the segment holding its time
+            seg = torch.searchsorted(self.seg_start[:n], torch.tensor([t], dtype=torch.float64, device=self.device),
+                                     right=True)
+            self.seg_folded[int(seg.clamp(1, n)) - 1, code] += 1
+
+    def folded_events(self, kind: str | None = None) -> list[tuple[float, str]]:
+        """Folded events whose time is still kept, ``(t, kind)`` in time order (optionally of one
+        kind). The others folded so far are counts in their segments (:meth:`segments`)."""
+        used = (self.fold_kind >= 0).nonzero().squeeze(1)
+        out = [(t, EVENT_KINDS[c]) for t, c in zip(self.fold_t[used].tolist(), self.fold_kind[used].tolist())]
+        return sorted(e for e in out if kind is None or e[1] == kind)
 
     # -- thumbnail pool -----------------------------------------------------------------------
 
@@ -892,6 +918,8 @@ class DeltaMem:
             "segments_used": self._n_segments(),
             "events": L.events,
             "events_used": int(self.ev_used.sum()),
+            "folded_times": L.folds,
+            "folded_times_used": int((self.fold_kind >= 0).sum()),
             "thumbnails": L.thumbs,
             "thumbnails_used": int((self.thumb_len > 0).sum()),
             "thumb_bytes": L.thumb_bytes,

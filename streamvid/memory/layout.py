@@ -31,6 +31,11 @@ MIN_THUMB_BYTES = 1024
 # its share sets how precisely times are kept (issue 7: 0.17 → 0.45 took recall at 1 MiB of an hour
 # from 0.46 to 0.79 of 200 held-out frames); slots take the rest (~29 %).
 THUMB_SHARE, EVENT_SHARE, TIMELINE_SHARE = 0.20, 0.06, 0.45
+# Folded events keep their time and kind (9 bytes each, against ~234 for a pinned event with its
+# description, vector and box) before they become timeline counts: 2 % of the budget keeps the
+# times of ~9 folded events per KiB (issue 7: entered/left F1 of an hour at 0.5 MiB 0.81 → see
+# BENCHMARKS.md, "Event grounding").
+FOLD_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class MemoryLayout:
     ``dim`` is D, ``slots`` M, ``segments`` S, ``events`` E, ``thumbs`` P; ``thumb_bytes`` is the
     largest JPEG one pool entry holds, ``desc_bytes`` the UTF-8 bytes kept of an event description.
     ``budget_bytes`` is the budget it was sized for (0 when built by hand: then it is ``nbytes``).
+    ``folds`` F is how many folded events keep their time and kind (0: folded events are counts only,
+    as in memories saved before it existed).
     """
 
     dim: int
@@ -50,6 +57,7 @@ class MemoryLayout:
     thumb_bytes: int = 8192
     desc_bytes: int = 96
     budget_bytes: int = 0
+    folds: int = 0
 
     def __post_init__(self) -> None:
         sizes = (
@@ -61,8 +69,8 @@ class MemoryLayout:
             self.thumb_bytes,
             self.desc_bytes,
         )
-        if min(sizes) < 1:
-            raise ValueError(f"invalid memory layout {self}: every size must be >= 1")
+        if min(sizes) < 1 or self.folds < 0:
+            raise ValueError(f"invalid memory layout {self}: every size must be >= 1 (folds >= 0)")
         if self.budget_bytes == 0:
             object.__setattr__(self, "budget_bytes", self.nbytes)
         elif self.budget_bytes < self.nbytes:
@@ -114,6 +122,8 @@ class MemoryLayout:
             "ev_bbox": ((E, 4), i32),
             "ev_score": ((E,), f32),
             "ev_used": ((E,), torch.bool),
+            "fold_t": ((self.folds,), f64),  # folded events' times, kept until the oldest must go
+            "fold_kind": ((self.folds,), torch.int8),  # their kind codes; -1: free
             "thumb_data": ((P, self.thumb_bytes), torch.uint8),
             "thumb_len": ((P,), i32),  # 0: free entry
             "thumb_stamp": ((P,), f64),  # thumb_clock when put: older entries are evicted first
@@ -121,7 +131,7 @@ class MemoryLayout:
         }
 
     def tier_nbytes(self) -> dict[str, int]:
-        """Bytes per tier: ``slot``, ``seg``, ``ev``, ``thumb`` and ``scalars``."""
+        """Bytes per tier: ``slot``, ``seg``, ``ev``, ``fold``, ``thumb`` and ``scalars``."""
         out: dict[str, int] = {}
         for name, (shape, dtype) in self.buffers().items():
             tier = name.split("_")[0]
@@ -146,22 +156,23 @@ class MemoryLayout:
     ) -> MemoryLayout:
         """The layout that fills ``budget_bytes`` for tokens of dimension ``dim``.
 
-        The budget is split ~20 % thumbnails, ~6 % events, ~45 % timeline, each tier at least its
-        minimum (8 thumbnails, 8 events, 8 segments); the slots take what is left (at least 16), so
+        The budget is split ~20 % thumbnails, ~6 % events, ~2 % folded-event times, ~45 % timeline,
+        each tier at least its minimum (8 thumbnails, 8 events, 8 segments, no folded-event times);
+        the slots take what is left (at least 16), so
         ``budget_bytes - nbytes`` is less than one slot. When the minimums eat the slots' room the
         other tiers drop to their minimums. For small budgets the thumbnail size shrinks (not below
         1 KiB) so that 8 of them fit in the thumbnail share. Raises ``ValueError`` when even the
         minimums do not fit.
         """
-        per = cls(dim, 1, 1, 1, 1, thumb_bytes=thumb_bytes, desc_bytes=desc_bytes).tier_nbytes()
+        per = cls(dim, 1, 1, 1, 1, thumb_bytes=thumb_bytes, desc_bytes=desc_bytes, folds=1).tier_nbytes()
         avail = budget_bytes - per["scalars"]
         overhead = per["thumb"] - thumb_bytes  # per-entry bytes besides the JPEG itself
         fit = int(avail * THUMB_SHARE) // MIN_THUMBS - overhead
         thumb_bytes = max(MIN_THUMB_BYTES, min(thumb_bytes, fit // 256 * 256))
         per["thumb"] = thumb_bytes + overhead
 
-        mins = {"thumb": MIN_THUMBS, "ev": MIN_EVENTS, "seg": MIN_SEGMENTS}
-        shares = {"thumb": THUMB_SHARE, "ev": EVENT_SHARE, "seg": TIMELINE_SHARE}
+        mins = {"thumb": MIN_THUMBS, "ev": MIN_EVENTS, "seg": MIN_SEGMENTS, "fold": 0}
+        shares = {"thumb": THUMB_SHARE, "ev": EVENT_SHARE, "seg": TIMELINE_SHARE, "fold": FOLD_SHARE}
         n = {tier: max(mins[tier], int(avail * shares[tier]) // per[tier]) for tier in mins}
         if avail - sum(n[tier] * per[tier] for tier in n) < MIN_SLOTS * per["slot"]:
             n = mins  # a small budget: the other tiers at their minimum leave the slots more room
@@ -182,6 +193,7 @@ class MemoryLayout:
             thumb_bytes=thumb_bytes,
             desc_bytes=desc_bytes,
             budget_bytes=budget_bytes,
+            folds=n["fold"],
         )
 
 

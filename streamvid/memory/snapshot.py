@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
 """Version 2 (issue 7): timeline segments are lines (``seg_drift``, ``seg_tmean``, ``seg_stt``
-added), segment and event vectors are fp16, segment counts int32."""
+added), segment and event vectors are fp16, segment counts int32; folded events keep their times
+(``fold_t``, ``fold_kind``; ``layout.folds`` 0 and no such tensors in files written before)."""
 READS = (1, 2)
 """Versions :func:`load` reads. A version 1 file is converted on load (:func:`_upgrade_v1`);
 saving writes version 2."""
@@ -146,6 +147,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[D
     specs = layout.buffers()
     if version == 1:
         tensors, config = _upgrade_v1(tensors, config, specs)
+    if layout.folds == 0:  # saved before folded events kept their times: none kept
+        tensors.setdefault("fold_t", torch.zeros(0, dtype=torch.float64))
+        tensors.setdefault("fold_kind", torch.zeros(0, dtype=torch.int8))
     if set(tensors) != set(specs):
         raise SnapshotError(f"{path}: snapshot tensors do not match its layout")
     for name, (shape, dtype) in specs.items():  # checked before allocating anything

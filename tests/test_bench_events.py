@@ -1,0 +1,57 @@
+"""scripts/bench_events.py on a short stream (the lobby scene looped once and a half; a few seconds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def be():
+    spec = importlib.util.spec_from_file_location("bench_events", REPO / "scripts" / "bench_events.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_events"] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.modules.pop("bench_events", None)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    yield
+
+
+def test_match_f1_is_one_to_one_within_the_tolerance(be):
+    assert be.match_f1([1.0, 1.2, 5.0], [1.1, 9.0]) == (1, 3, 2)  # 1.2 is a duplicate, 5.0 a miss
+    assert be.match_f1([2.4, 4.0], [1.0, 4.0]) == (2, 2, 2)
+    assert be.match_f1([1.0], [0.0, 1.2]) == (1, 1, 2)  # in time order: 0.0 takes 1.0, 1.2 finds none
+    assert be.match_f1([2.5], [1.0]) == (1, 1, 1) and be.match_f1([2.6], [1.0]) == (0, 1, 1)
+    assert be.f1(0, 0, 0) == 1.0 and be.f1(1, 2, 2) == 0.5
+
+
+def test_stream_loops_the_lobby_and_its_ground_truth(be):
+    s = be.build_stream(0.03, 2.0, (160, 90), 2024)
+    assert s.n == 216 and len(s.frames) == 150 and s.unique_s == 75.0
+    first = [e for e in s.events if e["t"] < 75]
+    again = [e for e in s.events if e["t"] >= 75]
+    assert first and [e["t"] - 75 for e in again] == [e["t"] for e in first if e["t"] + 75 < 108]
+
+
+@pytest.mark.slow
+def test_runs_and_reports(be, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert be.main(["--hours", "0.03", "--budgets", "0.25", "--markdown", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    ref, (row,) = res["reference"], res["runs"]
+    assert res["stream"]["frames"] == 216 and res["stream"]["events"] > 0
+    assert 0.5 <= ref["both"] <= 1.0  # the detector finds the lobby's entries and exits
+    assert row["budget_mib"] == 0.25 and row["retention"] == pytest.approx(row["both"] / ref["both"])
+    assert row["pinned"] + row["folded"] == ref["pinned"]  # every detection is pinned or folded
+    md = capsys.readouterr().out
+    assert "| detector (every event, no budget) |" in md and "| delta-mem | 0.25 MiB |" in md
