@@ -16,6 +16,7 @@ random projection (the CLIP text tower's time is excluded, as is model load).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -78,7 +79,7 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def bench(hours: float, repeat: int) -> list[dict]:
+def bench(hours: float, repeat: int, freeze: bool = True) -> list[dict]:
     from streamvid.memory import load, save
     from streamvid.query import answer_at, answer_text, attend
 
@@ -94,6 +95,9 @@ def bench(hours: float, repeat: int) -> list[dict]:
     st = mem.stats()
     print(f"{hours:g} h: filled in {fill_s:.0f} s; segments {st['segments_used']}, slots {st['slots_used']}, "
           f"events {st['events_used']}, folded {st['folded']}", file=sys.stderr)
+    if freeze:  # as `streamvid serve` does once it has loaded everything
+        gc.collect()
+        gc.freeze()
     cases = [(i, (lambda q=q: answer_text(mem, q, emb, encoder_name="synthetic"))) for i, q in QUESTIONS]
     cases += [("at", lambda: answer_at(mem, last * 0.37)),
               ("attend [D]", lambda: attend(mem, emb("a red car"), 5)),
@@ -113,6 +117,8 @@ def bench(hours: float, repeat: int) -> list[dict]:
                      "p50_ms": pct(times, 50), "p95_ms": pct(times, 95)})
     rows.append({"stream": f"{hours:g} h", "query": "all (mix)", "intent": "-",
                  "p50_ms": pct(every, 50), "p95_ms": pct(every, 95)})
+    if freeze:
+        gc.unfreeze()
     return rows
 
 
@@ -120,11 +126,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, nargs="+", default=[0.1, 10.0], help="stream lengths (0.1 h = 6 min)")
     ap.add_argument("--repeat", type=int, default=50)
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="leave the process's objects to the cyclic GC (`serve` freezes them once loaded)")
     args = ap.parse_args()
     rows = []
     for h in args.hours:
-        rows += bench(h, args.repeat)
-    print(f"Machine: {machine()}\n")
+        rows += bench(h, args.repeat, freeze=not args.no_gc_freeze)
+    print(f"Machine: {machine()}; gc.freeze() after loading: {'no' if args.no_gc_freeze else 'yes (as serve)'}\n")
     print("| stream | query | intent | p50 ms | p95 ms |\n|---|---|---|---:|---:|")
     for r in rows:
         print(f"| {r['stream']} | {r['query']} | {r['intent']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} |")

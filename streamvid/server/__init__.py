@@ -8,6 +8,7 @@ sources, flushes the detectors and, with ``--save``, saves the live streams' mem
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import json
 import logging
@@ -139,6 +140,10 @@ def run_serve(args) -> int:
         if server.started:
             print(f"streamvid: serving on http://{shown}:{port}/", file=sys.stderr, flush=True)
 
+    # Everything loaded so far (torch, the encoder, the memories: ~190k objects) lives as long as the
+    # server: out of the cyclic GC's reach, a full collection no longer scans it (85 ms on a 2-core
+    # machine, which landed on ~1 in 20 questions; BENCHMARKS.md, "Query latency").
+    gc.freeze()
     if engine is not None:
         engine.start()
     threading.Thread(target=announce, daemon=True).start()
