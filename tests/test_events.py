@@ -124,3 +124,34 @@ def test_exit_just_before_the_end_of_the_video_is_reported():
     found, _, _ = run(scene)
     missed, extra = match(found, ground_truth(scene)["events"])
     assert not missed and not extra, found
+
+
+def test_faces_are_looked_for_on_the_tracks_only(monkeypatch):
+    """The face cascade runs on the regions of the tracks in view (widened, overlapping ones
+    joined), at full resolution; with nobody in view it does not run at all."""
+    from streamvid.events import _Track
+
+    det = EventDetector()
+    det._scale = 2.0  # analysis pixels are half the frame's
+    rgb = np.zeros((360, 640, 3), np.uint8)
+
+    def track(i, box, lost=None):
+        b = np.array(box, float)
+        return _Track(id=i, box=b, first_t=0.0, last_t=0.0, birth_center=b[:2], born_at_border=False,
+                      hist=np.zeros(8), lost_since=lost)
+
+    calls = []
+
+    class Cascade:
+        def detectMultiScale(self, gray, **kw):
+            calls.append(gray.shape)
+            return [(0, 0, 24, 24)]
+
+    det._faces = Cascade()
+    assert det._count_faces(rgb) == 0 and calls == []  # nobody in view
+    det._tracks = [track(1, (10, 20, 20, 40)), track(2, (25, 30, 20, 40)), track(3, (200, 50, 20, 40)),
+                   track(4, (100, 100, 20, 40), lost=1.0)]
+    regions = det._face_regions(360, 640)
+    # tracks 1 and 2 overlap once widened: one region; track 3 its own; the lost track 4 none
+    assert regions == [(2, 12, 108, 168), (382, 72, 458, 208)]
+    assert det._count_faces(rgb) == 2 and calls == [(156, 106), (136, 76)]
