@@ -240,6 +240,8 @@ class Catalog:
         Already indexed: an entry of the same path, size, mtime and settings whose snapshot exists
         (nothing is read), else an entry of the same content id (the file moved or was copied), else
         a snapshot of that id left by a run that stopped before recording it (adopted)."""
+        from streamvid.pipeline import FINGERPRINT_BYTES, fingerprint
+
         entries = self.entries()
         key = settings.key()
         jobs: list[IndexJob] = []
@@ -264,8 +266,6 @@ class Catalog:
             if quick is not None:
                 results.append(IndexResult(video, "skipped", quick["id"], quick, reason="already indexed"))
                 continue
-            from streamvid.pipeline import FINGERPRINT_BYTES, fingerprint
-
             try:
                 fp = fingerprint(path, min(st.st_size, FINGERPRINT_BYTES))
             except OSError as e:

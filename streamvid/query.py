@@ -591,15 +591,16 @@ def attend(mem: DeltaMem, query: torch.Tensor, top_k: int = 5, *, min_gap: float
     ev_scores: dict[int, float] = {}
     seg_scores: dict[int, float] = {}
     slot_scores: dict[int, float] = {}
-    seg_times: dict[int, float] = {}
-    for hits, out in ((r.events, ev_scores), (r.segments, seg_scores), (r.slots, slot_scores)):
-        times = hits.t.tolist() if hits.t is not None else [[None] * len(row) for row in hits.index.tolist()]
-        for row_i, row_c, row_t in zip(hits.index.tolist(), hits.cos.tolist(), times):
-            for i, c, t in zip(row_i, row_c, row_t):
+    seg_times: dict[int, float] = {}  # segment → the time of the best point of its line (best query row)
+    for hits, out, at in ((r.events, ev_scores, None), (r.segments, seg_scores, seg_times),
+                          (r.slots, slot_scores, None)):
+        times = hits.t.tolist() if at is not None else None
+        for q_row, (row_i, row_c) in enumerate(zip(hits.index.tolist(), hits.cos.tolist())):
+            for k, (i, c) in enumerate(zip(row_i, row_c)):
                 if c > out.get(i, -2.0):
                     out[i] = c
-                    if t is not None:
-                        seg_times[i] = t
+                    if at is not None:
+                        at[i] = times[q_row][k]
     events = {e.index: e for e in mem.events()} if (ev_scores or words) else {}
     if words:
         for ev, hit in _matching_events(mem, words):

@@ -169,6 +169,11 @@ class _FrameBuffer:
         self.vectors = torch.zeros(self.capacity, tokens_per_frame + 1, dim)
         self.times = torch.zeros(self.capacity, dtype=torch.float64)
 
+    def search(self, used: int, query: torch.Tensor, top_k: int, min_gap: float) -> list[Hit]:
+        """The best of the first ``used`` entries (any of a frame's vectors may match)."""
+        scores = _cos_scores(self.vectors[:used], query).amax(1)
+        return _top_hits(scores, self.times[:used], top_k, min_gap)
+
 
 class UniformSampling:
     """``K = budget // ((N + 1) * D * 4 + 8)`` frames spread uniformly over the stream so far.
@@ -213,8 +218,7 @@ class UniformSampling:
             self._used += 1
 
     def search(self, query: torch.Tensor, top_k: int = 5) -> list[Hit]:
-        scores = _cos_scores(self._buf.vectors[: self._used], query).amax(1)
-        return _top_hits(scores, self._buf.times[: self._used], top_k, self.min_gap)
+        return self._buf.search(self._used, query, top_k, self.min_gap)
 
 
 class FifoWindow:
@@ -241,9 +245,7 @@ class FifoWindow:
         self._frames += 1
 
     def search(self, query: torch.Tensor, top_k: int = 5) -> list[Hit]:
-        used = min(self._frames, self.capacity)
-        scores = _cos_scores(self._buf.vectors[:used], query).amax(1)
-        return _top_hits(scores, self._buf.times[:used], top_k, self.min_gap)
+        return self._buf.search(min(self._frames, self.capacity), query, top_k, self.min_gap)
 
 
 class _AdjacentMergeBank:

@@ -528,13 +528,14 @@ class DeltaMem:
         cos_last = float(g @ prev) if n else -1.0
         # ``seg_emb`` is fp16: "the same as the last segment" is judged at the precision it is stored in
         same = n > 0 and (cos_last >= self.seg_threshold or torch.equal(g.to(self.seg_emb.dtype), self.seg_emb[last]))
-        if n and not boundary:
-            one = (torch.ones((), dtype=torch.float64), torch.tensor(t, dtype=torch.float64),
-                   torch.zeros((), dtype=torch.float64), g, torch.zeros_like(g))
+        one = (torch.ones((), dtype=torch.float64), torch.tensor(t, dtype=torch.float64),
+               torch.zeros((), dtype=torch.float64), g, torch.zeros_like(g))  # this frame as a run of one
+        tolerant = self.seg_tolerance > 0 and 0 < n < self.layout.segments
+        merged = None
+        if not boundary and (same or tolerant):  # only then is the extended segment needed
             stats = self._seg_stats(last)
             merged = self._combine(stats, one)
-            if not same and self.seg_tolerance > 0 and n < self.layout.segments:
-                same = float(self._rise(stats, one, merged)) < self.seg_tolerance
+            same = same or float(self._rise(stats, one, merged)) < self.seg_tolerance
         if same and not boundary:
             c = int(self.seg_count[last])
             self._store_seg(last, merged, float(self.seg_start[last]), t)
@@ -546,13 +547,7 @@ class DeltaMem:
         if n == self.layout.segments:
             self._merge_segments()
             n -= 1
-        self.seg_emb[n] = g
-        self.seg_drift[n] = 0.0
-        self.seg_start[n] = t
-        self.seg_end[n] = t
-        self.seg_tmean[n] = t
-        self.seg_stt[n] = 0.0
-        self.seg_count[n] = 1
+        self._store_seg(n, one, t, t)
         self.seg_channels[n] = ch
         self.seg_folded[n] = 0
         self.seg_used[n] = True

@@ -33,8 +33,8 @@ MIN_THUMB_BYTES = 1024
 THUMB_SHARE, EVENT_SHARE, TIMELINE_SHARE = 0.20, 0.06, 0.45
 # Folded events keep their time and kind (9 bytes each, against ~234 for a pinned event with its
 # description, vector and box) before they become timeline counts: 2 % of the budget keeps the
-# times of ~9 folded events per KiB (issue 7: entered/left F1 of an hour at 0.5 MiB 0.81 → see
-# BENCHMARKS.md, "Event grounding").
+# times of ~2 folded events per KiB of budget, 582 at 0.25 MiB (issue 7: entered/left F1 of an hour
+# at 0.5 MiB 0.81 → 0.95, the detector's own; BENCHMARKS.md, "Event grounding").
 FOLD_SHARE = 0.02
 
 
