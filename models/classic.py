@@ -65,10 +65,19 @@ _CELLS = _cell_index(SIZE[1], SIZE[0])
 _N = GRID_ROWS * GRID_COLS
 
 
-def _hist(cells: np.ndarray, bins: np.ndarray, weights: np.ndarray, nbins: int) -> np.ndarray:
-    """Per-cell weighted histogram → ``[N, nbins]``."""
+def _hist(cells: np.ndarray, bins: np.ndarray, weights: np.ndarray | None, nbins: int) -> np.ndarray:
+    """Per-cell (weighted) histogram → ``[N, nbins]`` float64 (``weights=None`` counts pixels)."""
     flat = np.bincount(cells * nbins + bins, weights=weights, minlength=_N * nbins)
-    return flat.reshape(_N, nbins)
+    return flat.reshape(_N, nbins).astype(np.float64, copy=False)
+
+
+# Lookup tables over uint8 HSV values (the per-pixel arithmetic done once for all 256 values)
+_U8 = np.arange(256, dtype=np.float64) / 255.0
+_CHROMA_S = np.clip((_U8 - 0.15) / 0.35, 0, 1)  # chroma weight = f(saturation) · g(value)
+_CHROMA_V = np.clip((_U8 - 0.12) / 0.2, 0, 1)
+_HUE_BIN = np.minimum(np.arange(256) * N_HUE // 180, N_HUE - 1)
+_ACHRO_BIN = np.minimum((_U8 * N_ACHRO).astype(np.int64), N_ACHRO - 1)
+_VAL_BIN = np.minimum((_U8 * N_VAL).astype(np.int64), N_VAL - 1)
 
 
 def _hellinger(h: np.ndarray) -> np.ndarray:
@@ -157,31 +166,24 @@ class ClassicEncoder:
 
     def _tokens(self, rgb: np.ndarray) -> np.ndarray:
         img = cv2.resize(rgb, SIZE, interpolation=cv2.INTER_AREA)
-        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
-        hue = hsv[..., 0].ravel().astype(np.int64)
-        sat = hsv[..., 1].ravel().astype(np.float64) / 255.0
-        val = hsv[..., 2].ravel().astype(np.float64) / 255.0
-        chroma = np.clip((sat - 0.15) / 0.35, 0, 1) * np.clip((val - 0.12) / 0.2, 0, 1)
-        hue_bin = np.minimum(hue * N_HUE // 180, N_HUE - 1)
-        achro_bin = np.minimum((val * N_ACHRO).astype(np.int64), N_ACHRO - 1)
-        val_bin = np.minimum((val * N_VAL).astype(np.int64), N_VAL - 1)
-
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).reshape(-1, 3)
+        hue, val = hsv[:, 0], hsv[:, 2]
+        chroma = _CHROMA_S[hsv[:, 1]] * _CHROMA_V[val]  # per-pixel lookups, no float image
         gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
         gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3).ravel()
         gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3).ravel()
         mag = np.sqrt(gx * gx + gy * gy).astype(np.float64)
-        ori = ((np.arctan2(gy, gx) % np.pi) / np.pi * N_ORI).astype(np.int64) % N_ORI
-        strong = mag > 40.0
-
+        strong = mag > 40.0  # only strong gradients vote for an orientation
+        ori = ((np.arctan2(gy[strong], gx[strong]) % np.pi) / np.pi * N_ORI).astype(np.int64) % N_ORI
+        level = (mag >= 40.0).astype(np.int64) + (mag >= 120.0) + (mag >= 300.0)  # flat, weak, medium, strong
+        ori_h = _hist(_CELLS[strong], ori, mag[strong], N_ORI)
+        lvl_h = _hist(_CELLS, level, None, 4) * 255.0
         blocks = [
-            _hist(_CELLS, hue_bin, chroma, N_HUE),
-            _hist(_CELLS, achro_bin, 1.0 - chroma, N_ACHRO),
-            _hist(_CELLS, val_bin, np.ones_like(val), N_VAL),
+            _hist(_CELLS, _HUE_BIN[hue], chroma, N_HUE),
+            _hist(_CELLS, _ACHRO_BIN[val], 1.0 - chroma, N_ACHRO),
+            _hist(_CELLS, _VAL_BIN[val], None, N_VAL),
+            np.concatenate([ori_h, lvl_h], axis=1),
         ]
-        ori_h = _hist(_CELLS, ori, mag * strong, N_ORI)
-        level = np.digitize(mag, (40.0, 120.0, 300.0))  # 0 flat, 1 weak, 2 medium, 3 strong
-        lvl_h = _hist(_CELLS, level, np.full_like(mag, 255.0), 4)
-        blocks.append(np.concatenate([ori_h, lvl_h], axis=1))
         out = np.concatenate([wt * _hellinger(b) for wt, b in zip(_WEIGHTS, blocks)], axis=1)
         return out.astype(np.float32)
 
