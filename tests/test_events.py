@@ -127,7 +127,7 @@ def test_exit_just_before_the_end_of_the_video_is_reported():
 
 
 def test_faces_are_looked_for_on_the_tracks_only(monkeypatch):
-    """The face cascade runs on the regions of the tracks in view (widened, overlapping ones
+    """The face cascade runs on the upper part of the tracks in view (widened, overlapping ones
     joined), at full resolution; with nobody in view it does not run at all."""
     from streamvid.events import _Track
 
@@ -152,6 +152,8 @@ def test_faces_are_looked_for_on_the_tracks_only(monkeypatch):
     det._tracks = [track(1, (10, 20, 20, 40)), track(2, (25, 30, 20, 40)), track(3, (200, 50, 20, 40)),
                    track(4, (100, 100, 20, 40), lost=1.0)]
     regions = det._face_regions(360, 640)
-    # tracks 1 and 2 overlap once widened: one region; track 3 its own; the lost track 4 none
-    assert regions == [(2, 12, 108, 168), (382, 72, 458, 208)]
-    assert det._count_faces(rgb) == 2 and calls == [(156, 106), (136, 76)]
+    # tracks 1 and 2 overlap once widened: one region; track 3 its own; the lost track 4 none.
+    # A region reaches from a quarter of the box's height above it down to 60 % of it (+ 8 px):
+    # track 3 is (400, 100, 40, 80) in the frame → y from 100 - 28 to 100 + 48 + 8
+    assert regions == [(2, 12, 108, 116), (382, 72, 458, 156)]
+    assert det._count_faces(rgb) == 2 and calls == [(104, 106), (84, 76)]
