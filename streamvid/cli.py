@@ -308,9 +308,11 @@ def _read_image(path: str) -> np.ndarray:
 
 def make_encoder(args):
     """The encoder the ``--encoder/--model/--pretrained/--weights/--device`` options ask for; the
-    auto encoder's fallback note goes to stderr; an unusable choice is an InputError (exit 2)."""
+    auto encoder's fallback note goes to stderr; an unusable choice is an InputError (exit 2).
+    The thread pools are set for it (:func:`~streamvid.pipeline.configure_threads`)."""
     from streamvid.models.base import EncoderError
     from streamvid.models.factory import create_encoder
+    from streamvid.pipeline import configure_threads
 
     try:
         encoder, note = create_encoder(args.encoder or "auto", model=args.model or DEFAULT_MODEL,
@@ -320,6 +322,7 @@ def make_encoder(args):
         raise InputError(str(e)) from None
     if note:
         print(f"streamvid: {note}", file=sys.stderr)
+    configure_threads(encoder)
     return encoder
 
 
