@@ -19,8 +19,8 @@ OpenCV only, so it runs with every encoder. Per sampled frame (``Frame.rgb``, an
    frame border or travelled; its time is when it was first seen. A confirmed track that is lost
    for ``exit_delay`` seconds (and is not re-found) is an *exit* at the time it was last seen.
 5. **Signals** for the memory's timeline: motion (foreground fraction), person (visible
-   confirmed tracks), face (Haar cascade count on the tracks in view, every ``face_every``
-   frames), brightness, scene_change.
+   confirmed tracks), face (Haar cascade count on the upper part of the tracks in view, every
+   ``face_every`` frames), brightness, scene_change.
 
 Limits, stated plainly: subjects already in view when the video starts (or after a cut) are
 learnt as background, so they produce neither an entry nor, later, an exit.
