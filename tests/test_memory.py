@@ -211,18 +211,22 @@ def test_segments_hold_the_least_squares_line_of_their_frames():
     assert torch.equal(mem._costs, mem._merge_cost())  # the cached merge costs are up to date
 
 
-def test_merge_cost_is_the_rise_of_the_residual_sum_of_squares():
+@pytest.mark.parametrize("scale", [0.0, 1.0, 3.0])
+def test_merge_cost_is_the_rise_of_the_residual_sum_of_squares(scale):
+    """The cost of merging two adjacent segments: the rise of the residual sum of squares of a
+    least-squares line, times ``1 + span / seg_time_scale`` (0: the rise alone)."""
     gen = torch.Generator().manual_seed(6)
-    mem = DeltaMem(small_layout(segments=64))
+    mem = DeltaMem(small_layout(segments=64), seg_tolerance=0.0, seg_time_scale=scale)  # a segment per frame
     G = torch.cat([_drifting(6, gen), unit(4, D, gen=gen), _drifting(5, gen)])
     for f, g in enumerate(G):
         mem.update(0.25 * f, Encoded(g[None], g), QUIET)
-    n = int(mem.seg_used.sum())
+    assert int(mem.seg_used.sum()) == len(G)
     # merge runs of frames by hand, then compare each pair's cost with a direct fit
     for _ in range(6):
         mem._costs = mem._merge_cost()
         mem._merge_segments()
     n = int(mem.seg_used.sum())
+    assert n == len(G) - 6 and max(s.count for s in mem.segments()) > 1
     times = torch.arange(len(G), dtype=torch.float64) * 0.25
 
     def sse(lo: float, hi: float) -> float:
@@ -236,8 +240,53 @@ def test_merge_cost_is_the_rise_of_the_residual_sum_of_squares():
     st, en = mem.seg_start.tolist(), mem.seg_end.tolist()
     for i in range(n - 1):
         want = sse(st[i], en[i + 1]) - sse(st[i], en[i]) - sse(st[i + 1], en[i + 1])
-        assert float(cost[i]) == pytest.approx(want, abs=5e-3), i
+        if scale > 0:
+            want *= 1.0 + (en[i + 1] - st[i]) / scale
+        assert float(cost[i]) == pytest.approx(want, abs=5e-3, rel=1e-3), i
     assert torch.isinf(cost[n - 1 :]).all()
+
+
+def test_merges_prefer_short_spans_among_similar_misfits():
+    """Three frames 2 s apart, then (other content between) three frames 0.5 s apart whose third
+    is a little further off the line of the first two: merging the dense run raises the residual
+    sum of squares more, so without the span weighting the sparse run merges first (4 s); with it
+    the dense one does (1 s: its rise weighs 2x, the sparse one's 5x)."""
+    gen = torch.Generator().manual_seed(11)
+    a = torch.cat([_drifting(2, gen, turn=0.3), unit(1, D, gen=gen)])  # off the line of the first two
+    b2 = a[1] + 1.2 * (a[2] - a[1])
+    c = unit(2, D, gen=gen)  # unrelated to the runs and to each other: any merge with it costs more
+    frames = [(0.0, a[0]), (2.0, a[1]), (4.0, a[2]), (6.0, c[0]), (6.5, c[1]),
+              (10.0, a[0]), (10.5, a[1]), (11.0, b2 / b2.norm())]
+    merged = {}
+    for scale in (0.0, 1.0):
+        mem = DeltaMem(small_layout(segments=16), seg_tolerance=0.0, seg_time_scale=scale)
+        for t, g in frames:
+            mem.update(t, Encoded(g[None], g), QUIET)
+        for i in (0, 2, 3):  # force the pairs (0, 2 s), (6, 6.5 s), (10, 10.5 s) into segments
+            mem._costs = torch.full((15,), math.inf)
+            mem._costs[i] = 0.0
+            mem._merge_segments()
+        assert [(s.start, s.end) for s in mem.segments()] == [(0, 2), (4, 4), (6, 6.5), (10, 10.5), (11, 11)]
+        cost = mem._merge_cost()[:4]
+        rise = cost / (1.0 + torch.tensor([4.0, 2.5, 4.5, 1.0]) / scale) if scale else cost
+        assert 1.1 < float(rise[3]) / float(rise[0]) < 2.0 and float(rise[0]) > 1e-3
+        mem._costs = None
+        mem._merge_segments()
+        merged[scale] = [(s.start, s.end) for s in mem.segments()]
+    assert merged[0.0] == [(0, 4), (6, 6.5), (10, 10.5), (11, 11)]
+    assert merged[1.0] == [(0, 2), (4, 4), (6, 6.5), (10, 11)]
+
+
+def test_seg_time_scale_in_the_config_only_when_not_the_default(tmp_path):
+    assert "seg_time_scale" not in DeltaMem(small_layout()).config()  # snapshots load as before
+    mem = DeltaMem(small_layout(), seg_time_scale=0.0)
+    assert mem.config()["seg_time_scale"] == 0.0
+    feed(mem, 12, torch.Generator().manual_seed(2))
+    save(mem, tmp_path / "m.svm")
+    back, _ = load(tmp_path / "m.svm")
+    assert back.seg_time_scale == 0.0 and back.config() == mem.config()
+    with pytest.raises(ValueError, match="seg_time_scale"):
+        DeltaMem(small_layout(), seg_time_scale=-1.0)
 
 
 def test_a_query_finds_the_time_inside_a_segment():
