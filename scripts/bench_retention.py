@@ -24,18 +24,28 @@ The stream: a haystack looped to ``--hours`` with ``--needles`` foreign clips in
   (``NEEDLE_COLOURS``); ``--needle-source tree`` (the default with ``--haystack vtest`` when the file
   exists) cuts disjoint segments of ``../shared/data/tree.avi`` instead: as many as fit in its 29.6 s
   (8), and they resemble each other, so a needle's query can land on another needle (keep-all
-  finds 3 of the 8 with the classic encoder). tree.avi has 68 frames at irregular times, so a
+  finds 18 of the 53 held-out frames with the classic encoder, 3 of the 8 middle ones: the first six
+  needles come from the first 21 s, a nearly still view, where two frames of one needle differ by
+  0.0006 (1 − cosine of their global vectors) and of two needles by 0.0007, while the alteration puts
+  a query 0.008 from the nearest frame of its own needle, so which of the six a query lands on is
+  close to chance for every method). tree.avi has 68 frames at irregular times, so a
   needle's held-out frame may be the frame on screen at the sample before it (it is altered anyway).
 
 Tasks (all top-1, after the whole stream has been ingested):
 
-- ``needle``: each needle is queried with the global embedding of an ALTERED held-out frame of it
-  (the frame half a sample period after the sample nearest the clip's middle, never fed to the
-  memories; flipped left-right, 6 % cropped off each border and resized back, contrast ×1.08 and
-  brightness +8: the classic encoder's histograms are sensitive to brightness, and at ×1.15 / +12
-  keep-all itself misses a quarter of the needles). A hit when the returned time lies in
-  ``[start − 1 s, end + 1 s]``, where ``start`` is the time of the clip's first frame and
-  ``end = start + frames / fps``.
+- ``needle``: each needle is queried with the global embeddings of ALTERED held-out frames of it
+  (frames half a sample period after one of its samples, never fed to the memories; flipped
+  left-right, 6 % cropped off each border and resized back, contrast ×1.08 and brightness +8: the
+  classic encoder's histograms are sensitive to brightness, and at ×1.15 / +12 keep-all itself misses
+  a quarter of the needles). ``--needle-queries all`` (the default): every held-out frame of the
+  needle, one per sample (53 queries for the 8 tree.avi needles, 119 for the 20 generated ones);
+  ``--needle-queries middle``: only the one after the sample nearest the clip's middle (one query per
+  needle: the setting of every needle number published before ``all`` existed; it reproduces them,
+  and reuses their ``--cache`` files). With one query per needle the 8 look-alike tree.avi needles give
+  a hit rate in steps of 1/8, so two queries decide a comparison; every method answers the same
+  queries either way. A hit when the returned time lies in ``[start − 1 s, end + 1 s]`` of the
+  query's needle, where ``start`` is the time of the clip's first frame and ``end = start + frames /
+  fps``; the hit rate is over all needle queries.
 - ``recall``: ``--recall`` (default 200) held-out frames, the midpoints between two sampled frames
   of the haystack (not fed to the memories), spread evenly over the haystack's unique content,
   queried with their (unaltered) global embedding. A hit when the returned time is within ±1 s of
@@ -71,6 +81,7 @@ DEFAULT_BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 QUICK_BUDGETS = (0.25, 1.0, 4.0)
 REFERENCE = "keep-all"
 TASKS = ("needle", "recall")
+NEEDLE_QUERIES = ("all", "middle")  # --needle-queries: every held-out frame of a needle, or the middle one
 TASK_TITLES = {"needle": "Image-needle retrieval (hit rate, top-1 within the needle ±1 s)",
                "recall": "Self-supervised recall (hit rate, top-1 within ±1 s of any occurrence)"}
 NEEDLE_SLACK = 1.0  # seconds either side of a needle
@@ -345,6 +356,11 @@ class Bench:
     recall_queries: object  # [R, D]
     recall_times: list[np.ndarray]
     info: dict = field(default_factory=dict)
+    needle_of: list[int] | None = None  # the needle each needle query belongs to (None: query k is needle k's)
+
+    def __post_init__(self) -> None:
+        if self.needle_of is None:
+            self.needle_of = list(range(len(self.needles)))
 
     @property
     def frames(self) -> int:
@@ -380,13 +396,17 @@ def _encode(encoder, images, batch: int = 16):
 def build_bench(encoder, *, hours: float = 1.0, fps: float = 2.0, haystack: str = "generated",
                 needle_source: str = "generated", needles: int = 20, recall: int = 200,
                 unique_minutes: float = 20.0, seed: int = 0, size: tuple[int, int] = (320, 240),
-                cache: str | None = None) -> Bench:
+                cache: str | None = None, needle_queries: str = "all") -> Bench:
     """Render/decode, encode once, and lay out the stream (see the module docstring)."""
     import torch
 
+    if needle_queries not in NEEDLE_QUERIES:
+        raise ValueError(f"needle_queries must be one of {NEEDLE_QUERIES}, got {needle_queries!r}")
     cfg = {"hours": hours, "fps": fps, "haystack": haystack, "needle_source": needle_source, "needles": needles,
            "recall": recall, "unique_minutes": unique_minutes if haystack == "generated" else None, "seed": seed,
            "size": list(size), "encoder": encoder.config(), "version": 3}
+    if needle_queries != "middle":  # "middle" keeps the key (and the cache files) of before the option
+        cfg["needle_queries"] = needle_queries
     path = None
     if cache:
         key = hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
@@ -394,8 +414,9 @@ def build_bench(encoder, *, hours: float = 1.0, fps: float = 2.0, haystack: str 
         if path.is_file():
             log(f"encoded stream from the cache: {path}")
             d = torch.load(path, weights_only=False)
+            info = {"needle_queries": len(d["needle_queries"]), "needle_query_mode": needle_queries, **d["info"]}
             return Bench(d["tokens"], d["globals_"], d["order"], d["fps"], [Needle(**n) for n in d["needles"]],
-                         d["needle_queries"], d["recall_queries"], d["recall_times"], d["info"])
+                         d["needle_queries"], d["recall_queries"], d["recall_times"], info, d.get("needle_of"))
 
     t_start = time.perf_counter()
     # needles first: their lengths decide how much haystack the stream needs
@@ -425,8 +446,12 @@ def build_bench(encoder, *, hours: float = 1.0, fps: float = 2.0, haystack: str 
         f"and the held-out recall frames ({encoder.name}) ...")
     tok_h, glob_h = _encode(encoder, (s.frame(i) for s, i in where))
     tok_n, glob_n = _encode(encoder, (c.frame(i) for c in clips for i in range(c.n)))
-    mids = [c.midpoint(max(0, min(c.n - 2, c.n // 2 - 1))) for c in clips]  # held out, near the middle
-    _, needle_q = _encode(encoder, (alter(img) for img, _ in mids))
+    if needle_queries == "middle":  # one per needle: the held-out frame nearest the middle
+        picks = [(k, max(0, min(c.n - 2, c.n // 2 - 1))) for k, c in enumerate(clips)]
+    else:  # every held-out frame of every needle
+        picks = [(k, i) for k, c in enumerate(clips) for i in range(c.n)]
+    needle_of = [k for k, _ in picks]
+    _, needle_q = _encode(encoder, (alter(clips[k].midpoint(i)[0]) for k, i in picks))
     u_eff = min(unique, h_frames)
     r = min(recall, u_eff)
     recall_u = [int((k + 0.5) * u_eff / r) for k in range(r)]
@@ -471,10 +496,11 @@ def build_bench(encoder, *, hours: float = 1.0, fps: float = 2.0, haystack: str 
                           f"{', '.join(NEEDLE_COLOURS)})" if needle_source == "generated"
                           else "disjoint segments of ../shared/data/tree.avi"),
         "needles": len(needle_list), "needle_s": k_frames / fps,
+        "needle_queries": len(needle_of), "needle_query_mode": needle_queries,
         "recall": r, "size": list(size), "encode_s": time.perf_counter() - t_start,
         "shots": [s.desc for s in shots][:200],
     }
-    bench = Bench(tokens, globals_, order, fps, needle_list, needle_q, recall_q, recall_times, info)
+    bench = Bench(tokens, globals_, order, fps, needle_list, needle_q, recall_q, recall_times, info, needle_of)
     log(f"stream: {total} frames = {total / fps / 3600:.2f} h ({unique / fps / 60:.1f} min unique haystack "
         f"× {loops:.2f} + {len(needle_list)} needles, {k_frames / fps:.0f} s); encoded in {info['encode_s']:.0f} s")
     if path is not None:
@@ -487,7 +513,8 @@ def build_bench(encoder, *, hours: float = 1.0, fps: float = 2.0, haystack: str 
 def asdict_bench(b: Bench) -> dict:
     return {"tokens": b.tokens, "globals_": b.globals_, "order": b.order, "fps": b.fps,
             "needles": [asdict(n) for n in b.needles], "needle_queries": b.needle_queries,
-            "recall_queries": b.recall_queries, "recall_times": b.recall_times, "info": b.info}
+            "recall_queries": b.recall_queries, "recall_times": b.recall_times, "info": b.info,
+            "needle_of": b.needle_of}
 
 
 # ------------------------------------------------------------------------------------ methods
@@ -536,7 +563,11 @@ def run_one(name: str, budget_bytes: int | None, bench: Bench, encoder, make_mem
     recall_t = [top1(q) for q in bench.recall_queries]
     search_s = time.perf_counter() - t0
     needle_hit = [t is not None and nd.start - NEEDLE_SLACK <= t <= nd.end + NEEDLE_SLACK
-                  for t, nd in zip(needle_t, bench.needles)]
+                  for t, nd in zip(needle_t, (bench.needles[k] for k in bench.needle_of))]
+    by_needle = [[0, 0] for _ in bench.needles]  # [hits, queries] per needle
+    for hit, k in zip(needle_hit, bench.needle_of):
+        by_needle[k][0] += int(hit)
+        by_needle[k][1] += 1
     recall_hit = [t is not None and bool(np.min(np.abs(occ - t)) <= RECALL_SLACK + 1e-9)
                   for t, occ in zip(recall_t, bench.recall_times)]
     n_q = len(needle_t) + len(recall_t)
@@ -550,6 +581,7 @@ def run_one(name: str, budget_bytes: int | None, bench: Bench, encoder, make_mem
         "needle": sum(needle_hit) / max(len(needle_hit), 1),
         "recall": sum(recall_hit) / max(len(recall_hit), 1),
         "needle_hits": needle_hit,
+        "needle_by_needle": by_needle,
         "needle_t": needle_t,
         "recall_t": recall_t,
     }
@@ -606,6 +638,33 @@ def _table(runs: list[dict], methods: list[str], budgets: list[float], key: str,
     return out
 
 
+def _needle_query_text(info: dict) -> str:
+    n, mode = info.get("needle_queries", info["needles"]), info.get("needle_query_mode", "middle")
+    if mode == "middle":
+        return f"each queried with {n} altered held-out frame{'s' if n != 1 else ''} (one per needle, near its middle)"
+    return f"queried with {n} altered held-out frames (every one of each needle's)"
+
+
+def _needle_table(runs: list[dict], methods: list[str], budgets: list[float]) -> list[str]:
+    """Per-needle hits of every method at the smallest and the largest budget (and keep-all)."""
+    by = {(r["method"], r["budget_mib"]): r for r in runs if "error" not in r and "needle_by_needle" in r}
+    if not by:
+        return []
+    k = len(next(iter(by.values()))["needle_by_needle"])
+    out = ["| method | " + " | ".join(f"N{i}" for i in range(k)) + " | all |", "|---|" + "---:|" * (k + 1)]
+    keys = [(m, None) for m in methods if m == REFERENCE]
+    keys += [(m, b) for b in sorted({min(budgets), max(budgets)}) for m in methods if m != REFERENCE]
+    for m, b in keys:
+        r = by.get((m, b))
+        if r is None:
+            continue
+        cells = [f"{h}/{q}" for h, q in r["needle_by_needle"]]
+        hits, total = sum(h for h, _ in r["needle_by_needle"]), sum(q for _, q in r["needle_by_needle"])
+        label = f"{m} (no budget)" if b is None else f"{m} @ {b:g} MiB"
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {hits}/{total} |")
+    return out
+
+
 def goal_check(result: dict, methods: list[str], budgets: list[float]) -> list[str]:
     """The issue's goal for Δ-Mem, stated as facts: retention ≥ 97 % at a budget of ≤ 1 % of
     keep-all's bytes (each such budget is listed with its retention, and which meet the goal), and
@@ -652,7 +711,8 @@ def markdown(result: dict, methods: list[str], budgets: list[float]) -> str:
         f"**Stream:** {info['stream_s'] / 3600:.2f} h = {info['frames']:,} frames at {cfg['fps']:g} fps; "
         f"haystack {info['haystack']}, looped to {info['haystack_s'] / 60:.1f} min "
         f"({info['loops']:.2f} passes); {info['needles']} needles ({info['needle_s']:.0f} s in all) from "
-        f"{info['needle_source']}, inserted evenly; {info['recall']} held-out recall frames. "
+        f"{info['needle_source']}, inserted evenly, {_needle_query_text(info)}; {info['recall']} held-out "
+        "recall frames. "
         f"Encoder: {enc}, frames {info['size'][0]}×{info['size'][1]}. "
         f"Encoding took {info['encode_s']:.0f} s, the whole run {result['wall_s'] / 60:.1f} min.",
         "",
@@ -671,6 +731,11 @@ def markdown(result: dict, methods: list[str], budgets: list[float]) -> str:
         lines += [f"{TASK_TITLES[task]}:", ""] + _table(runs, methods, budgets, task, "{:.2f}") + [""]
         lines += [f"Retention on {task} (hit rate ÷ keep-all's):", ""]
         lines += _table(runs, methods, budgets, task + "_retention", "{:.0%}") + [""]
+        if task == "needle":
+            per = _needle_table(runs, methods, budgets)
+            if per:
+                lines += ["Needle hits by needle (hits / queries), at the smallest and the largest budget:", ""]
+                lines += per + [""]
     lines += ["Bytes held after the stream, as % of keep-all's:", ""]
     lines += _table(runs, methods, budgets, "bytes_pct", "{:.2f} %") + [""]
     lines += ["Mean update time per frame (ms):", ""]
@@ -753,6 +818,9 @@ def main(argv: list[str] | None = None) -> dict:
                    help="auto: tree.avi with --haystack vtest when it exists, else generated")
     p.add_argument("--needles", type=int, default=None, help="default 20 (10 with --quick)")
     p.add_argument("--recall", type=int, default=None, help="held-out recall queries (default 200; 100 with --quick)")
+    p.add_argument("--needle-queries", choices=NEEDLE_QUERIES, default="all",
+                   help="all: every held-out frame of each needle is a query (default); middle: one per needle, "
+                        "near its middle (the setting before this option existed)")
     p.add_argument("--unique-minutes", type=float, default=20.0, help="generated haystack's unique length")
     p.add_argument("--methods", nargs="+", default=None, help="default: all of baselines.METHODS")
     p.add_argument("--budgets", type=float, nargs="+", default=None, help="MiB (default 0.25 0.5 1 2 4 8)")
@@ -794,7 +862,7 @@ def main(argv: list[str] | None = None) -> dict:
     encoder = make_encoder(args.encoder, args.clip_weights)
     bench = build_bench(encoder, hours=hours, fps=args.fps, haystack=args.haystack, needle_source=source,
                         needles=needles, recall=recall, unique_minutes=args.unique_minutes, seed=args.seed,
-                        cache=args.cache)
+                        cache=args.cache, needle_queries=args.needle_queries)
     res = run_all(bench, encoder, methods, budgets, make_memory)
     command = "python scripts/bench_retention.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     result = {
@@ -802,7 +870,8 @@ def main(argv: list[str] | None = None) -> dict:
         "load_after": ", ".join(f"{v:.2f}" for v in os.getloadavg()),
         "command": command.strip(),
         "config": {"hours": hours, "fps": args.fps, "haystack": args.haystack, "needle_source": source,
-                   "needles": needles, "recall": recall, "unique_minutes": args.unique_minutes, "seed": args.seed,
+                   "needles": needles, "needle_queries": args.needle_queries, "recall": recall,
+                   "unique_minutes": args.unique_minutes, "seed": args.seed,
                    "methods": methods, "budgets": budgets, "encoder": args.encoder,
                    "clip_weights": args.clip_weights, "threads": args.threads,
                    "encoder_note": ("clip with RANDOM weights: hit rates say nothing about quality"

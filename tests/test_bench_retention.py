@@ -48,7 +48,10 @@ def test_stream_layout(br, bench):
     assert bench.frames == 48 and bench.duration == pytest.approx(24.0)
     n_tok, dim = bench.tokens.shape[1:]
     assert bench.globals_.shape == (bench.tokens.shape[0], dim) and n_tok == 48
-    assert bench.needle_queries.shape == (2, dim) and bench.recall_queries.shape == (10, dim)
+    n_q = sum(n.frames for n in bench.needles)  # --needle-queries all: every held-out frame of a needle
+    assert bench.needle_queries.shape == (n_q, dim) and bench.recall_queries.shape == (10, dim)
+    assert bench.needle_of == [k for k, n in enumerate(bench.needles) for _ in range(n.frames)]
+    assert bench.info["needle_queries"] == n_q and bench.info["needle_query_mode"] == "all"
     unique = bench.info["unique_frames"]
     assert unique + sum(n.frames for n in bench.needles) == bench.frames  # 24 s: no loop needed
     assert bench.info["loops"] == pytest.approx(1.0)
@@ -70,6 +73,23 @@ def test_stream_layout(br, bench):
         assert not fed[int(occ[0] * FPS)]
 
 
+def test_middle_needle_queries_are_the_old_ones_and_among_all(br, bench, encoder):
+    """``--needle-queries middle``: one query per needle, the held-out frame after the sample nearest
+    the clip's middle (as before the option), which is also one of the ``all`` queries; the stream is
+    the same."""
+    mid = br.build_bench(encoder, hours=HOURS, fps=FPS, needles=2, recall=10, size=(160, 120),
+                         needle_queries="middle")
+    assert mid.needle_of == [0, 1] and mid.needle_queries.shape == (2, bench.tokens.shape[2])
+    assert np.array_equal(mid.order, bench.order) and [n.start for n in mid.needles] == [n.start for n in bench.needles]
+    first = 0
+    for k, nd in enumerate(bench.needles):
+        i = max(0, min(nd.frames - 2, nd.frames // 2 - 1))
+        assert np.allclose(mid.needle_queries[k].numpy(), bench.needle_queries[first + i].numpy(), atol=1e-6)
+        first += nd.frames
+    with pytest.raises(ValueError, match="needle_queries"):
+        br.build_bench(encoder, hours=HOURS, fps=FPS, needles=2, recall=10, needle_queries="some")
+
+
 def test_alter_is_deterministic_and_changes_the_frame(br):
     rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     a, b = br.alter(rgb), br.alter(rgb)
@@ -89,7 +109,11 @@ def test_runs_and_reports(br, bench, encoder, tmp_path):
     for r in (ref, dm):
         assert "error" not in r
         assert 0.0 <= r["needle"] <= 1.0 and 0.0 <= r["recall"] <= 1.0
-        assert len(r["needle_t"]) == 2 and len(r["recall_t"]) == 10 and len(r["needle_hits"]) == 2
+        n_q = len(bench.needle_of)
+        assert len(r["needle_t"]) == n_q and len(r["recall_t"]) == 10 and len(r["needle_hits"]) == n_q
+        assert [q for _, q in r["needle_by_needle"]] == [n.frames for n in bench.needles]
+        assert sum(h for h, _ in r["needle_by_needle"]) == sum(r["needle_hits"])
+        assert r["needle"] == pytest.approx(sum(r["needle_hits"]) / n_q)
         assert r["update_ms"] > 0 and r["search_ms"] > 0 and r["nbytes"] > 0
     assert ref["nbytes"] == 48 * (49 * 40 * 4 + 8)
     assert dm["nbytes"] <= 0.25 * 2**20
@@ -101,6 +125,8 @@ def test_runs_and_reports(br, bench, encoder, tmp_path):
     md = br.markdown(result, methods, budgets)
     assert "Image-needle retrieval" in md and "Self-supervised recall" in md and "| delta-mem |" in md
     assert "keep-all (no budget)" in md and "Event grounding" in md
+    assert "Needle hits by needle" in md and "| delta-mem @ 0.25 MiB |" in md
+    assert f"queried with {len(bench.needle_of)} altered held-out frames" in md
     png = tmp_path / "r.png"
     br.plot(result, methods, budgets, str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -113,6 +139,7 @@ def test_main_cli(br, tmp_path, capsys):
              "--budgets", "0.25", "--json", str(out), "--markdown"])
     data = json.loads(out.read_text())
     assert data["config"]["haystack"] == "generated" and data["config"]["needle_source"] == "generated"
+    assert data["config"]["needle_queries"] == "all"
     assert data["reference"]["needle"] == 1.0
     assert {(r["method"], r["budget_mib"]) for r in data["runs"]} == {("keep-all", None), ("delta-mem", 0.25)}
     assert "Command:" in capsys.readouterr().out
