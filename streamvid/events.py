@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 HEAD_PART = 0.6  # faces are looked for down to this fraction of a track's box height
 
+
 @dataclass
 class DetectorConfig:
     proc_width: int = 320  # analysis width in pixels
