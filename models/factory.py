@@ -23,6 +23,8 @@ import threading
 import time
 import urllib.request
 
+from streamvid.errors import one_line
+
 from .base import Encoder, EncoderError
 
 log = logging.getLogger(__name__)
@@ -30,11 +32,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 ENCODER_NAMES = ("auto", "clip", "classic")
-
-
-def _one_line(exc: BaseException | str, limit: int = 160) -> str:
-    text = " ".join((str(exc).strip() or type(exc).__name__).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _probe(cfg: dict, deadline: float) -> tuple[bool, str]:
@@ -58,7 +55,7 @@ def _probe(cfg: dict, deadline: float) -> tuple[bool, str]:
             except Exception as e:  # noqa: BLE001
                 status = getattr(getattr(e, "response", None), "status_code", None)
                 if status is None:  # no HTTP answer at all: DNS, refused, timeout ...
-                    return False, f"the hub is unreachable ({_one_line(e, 100)})"
+                    return False, f"the hub is unreachable ({one_line(e, 100)})"
                 statuses.append(f"{name}: HTTP {status}")
         return False, f"the hub has no usable file for {repo_id} ({'; '.join(statuses)})"
     url = cfg.get("url") or ""
@@ -71,7 +68,7 @@ def _probe(cfg: dict, deadline: float) -> tuple[bool, str]:
                     return True, f"can be downloaded from {url}"
                 return False, f"{url} answered HTTP {resp.status}"
         except Exception as e:  # noqa: BLE001
-            return False, f"{url} is unreachable ({_one_line(e, 100)})"
+            return False, f"{url} is unreachable ({one_line(e, 100)})"
     return False, "open_clip names no download location for them"
 
 
@@ -111,7 +108,7 @@ def clip_weights_status(
         try:
             result.append(_probe(cfg, deadline))
         except Exception as e:  # noqa: BLE001
-            result.append((False, f"the hub probe failed ({_one_line(e, 100)})"))
+            result.append((False, f"the hub probe failed ({one_line(e, 100)})"))
 
     worker = threading.Thread(target=run, name="streamvid-clip-probe", daemon=True)
     worker.start()
@@ -122,15 +119,6 @@ def clip_weights_status(
     if ok:
         return True, f"{label} are not cached but {why}"
     return False, f"{label} are not cached and {why}"
-
-
-def torch_threads(encoder: Encoder) -> int | None:
-    """How many intra-op threads torch should use in a run with ``encoder`` (None: torch's default).
-
-    With ``classic`` torch only runs the memory's small tensor updates; more than one thread there
-    just contends with the decoding thread (measured on 2 cores: the update took 4.1 ms per frame
-    with torch's 2 threads, 1.8 ms with one). CLIP's matrix products do use the threads."""
-    return 1 if encoder.name == "classic" else None
 
 
 def _classic() -> Encoder:
@@ -171,7 +159,7 @@ def create_encoder(
         try:
             return clip_encoder(), None
         except EncoderError as e:
-            note = f"CLIP could not be loaded ({_one_line(e)}); using the classic encoder."
+            note = f"CLIP could not be loaded ({one_line(e, 160)}); using the classic encoder."
     else:
         try:
             known = bool(C.pretrained_cfg(C.resolve_model_name(model)[0], pretrained))
@@ -184,7 +172,7 @@ def create_encoder(
         return _classic(), note
     except ImportError as e:
         raise EncoderError(
-            f"{note.split(';')[0]}, and the classic encoder is unavailable: {_one_line(e)}"
+            f"{note.split(';')[0]}, and the classic encoder is unavailable: {one_line(e, 160)}"
         ) from e
 
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamvid.errors import InputError, StreamvidError
+from streamvid.errors import InputError, StreamvidError, one_line
 from streamvid.fsutil import atomic_write
 from streamvid.types import Moment
 
@@ -355,20 +355,16 @@ def index_video(job: IndexJob, root: str, encoder) -> IndexResult:
         meta = {**snapshot_metadata(memory, encoder.config(), StreamLog([rec])), "catalog": entry}
         save(memory, os.path.join(root, job.id + SNAPSHOT_EXT), metadata=meta)
     except (StreamvidError, SnapshotError, ValueError) as e:
-        return IndexResult(job.video, "failed", job.id, error=_one_line(e), seconds=time.perf_counter() - t0)
+        return IndexResult(job.video, "failed", job.id, error=one_line(e), seconds=time.perf_counter() - t0)
     except OSError as e:
         return IndexResult(job.video, "failed", job.id, error=f"{job.video}: {e.strerror or e}",
                            seconds=time.perf_counter() - t0)
     except Exception as e:  # noqa: BLE001 - one bad video must not end a run of thousands
         log.debug("indexing %s failed", job.video, exc_info=True)
-        return IndexResult(job.video, "failed", job.id, error=f"unexpected {type(e).__name__}: {_one_line(e)}",
+        return IndexResult(job.video, "failed", job.id, error=f"unexpected {type(e).__name__}: {one_line(e)}",
                            seconds=time.perf_counter() - t0)
     log.info("indexed %s: %d frames in %.1f s", job.video, stats.frames, seconds)
     return IndexResult(job.video, "indexed", job.id, entry, seconds=seconds, warnings=warnings)
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join((str(e).strip() or type(e).__name__).split())
 
 
 def run_jobs(catalog: Catalog, jobs: Sequence[IndexJob], encoder,

@@ -525,8 +525,9 @@ def cmd_index(args) -> int:
 
             with ray_session(args.ray, args.workers, quiet=args.quiet) as ray:
                 startup = time.perf_counter() - t0
-                workers = min(plan_workers(ray, encoder.config(), args.workers)[0], len(jobs))
-                run_on_ray(ray, catalog, jobs, encoder.config(), workers=args.workers, on_result=done)
+                planned, use_gpu = plan_workers(ray, encoder.config(), args.workers)
+                workers = min(planned, len(jobs))
+                run_on_ray(ray, catalog, jobs, encoder.config(), workers=workers, use_gpu=use_gpu, on_result=done)
     seconds = time.perf_counter() - t0
     count = {k: sum(r.status == k for r in results) for k in ("indexed", "skipped", "failed")}
     rate = count["indexed"] / seconds * 60 if count["indexed"] and seconds > 0 else None

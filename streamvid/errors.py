@@ -9,6 +9,13 @@ EXIT_PARTIAL = 3  # a result, but not a whole one: see its warnings (corrupt or 
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
+def one_line(exc: BaseException | str, limit: int | None = None) -> str:
+    """An error's message on one line (whitespace runs joined; its type's name when it has none),
+    cut to ``limit`` characters with "..." when given."""
+    text = " ".join((str(exc).strip() or type(exc).__name__).split())
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
 class StreamvidError(Exception):
     """Base class: the message is shown to the user as is, on one line."""
 

@@ -38,9 +38,6 @@ from streamvid.types import CHANNELS, Detection, Frame
 
 log = logging.getLogger(__name__)
 
-HEAD_PART = 0.6  # faces are looked for down to this fraction of a track's box height
-
-
 @dataclass
 class DetectorConfig:
     proc_width: int = 320  # analysis width in pixels
@@ -70,6 +67,7 @@ class DetectorConfig:
     dormant_window: float = 180.0  # ... for a track that vanished while standing still
     hog: bool = True
     face_every: int = 4  # run the face detector on every n-th frame (0: never); the count holds between
+    face_depth: float = 0.6  # faces are looked for down to this fraction of a track's box height
 
 
 @dataclass
@@ -184,6 +182,11 @@ class EventDetector:
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.cfg = config or DetectorConfig()
+        # morphology kernels, made once: the envelope's (± jitter_px), cleaning, closing, the halo
+        self._k_jitter = np.ones((2 * self.cfg.jitter_px + 1,) * 2, np.uint8)
+        self._k3 = np.ones((3, 3), np.uint8)
+        self._k_close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 9))
+        self._k_halo = np.ones((5, 5), np.uint8)
         self._hog: cv2.HOGDescriptor | None = None
         self._faces: cv2.CascadeClassifier | None = None
         self._bg: np.ndarray | None = None  # [h, w, 3] float32 YCrCb
@@ -222,7 +225,7 @@ class EventDetector:
 
         self._y = ycc[..., 0]
         fg = self._foreground(ycc)
-        self._last_fg = cv2.dilate(fg.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        self._last_fg = cv2.dilate(fg.astype(np.uint8), self._k_halo) > 0
         motion = float(fg.mean())
         detections: list[Detection] = []
         if motion > cfg.global_change_frac:
@@ -318,7 +321,7 @@ class EventDetector:
         cfg = self.cfg
         bg = self._bg
         self._relight(ycc)
-        k = np.ones((2 * cfg.jitter_px + 1,) * 2, np.uint8)
+        k = self._k_jitter
         # distance of each channel outside the background's envelope over ± jitter_px ([h, w, 3]);
         # OpenCV erodes and dilates all three channels in one pass
         dev = np.maximum(cv2.erode(bg, k) - ycc, ycc - cv2.dilate(bg, k))
@@ -335,8 +338,8 @@ class EventDetector:
         cabs = np.maximum(np.abs(ycc[..., 1] - bg[..., 1]), np.abs(ycc[..., 2] - bg[..., 2]))
         fg |= (cdev > cfg.chroma_threshold) & (cabs > cfg.chroma_threshold)
         m = fg.astype(np.uint8)
-        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 9)))
+        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, self._k3)
+        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, self._k_close)
         return m.astype(bool)
 
     def _learn(self, ycc: np.ndarray, fg: np.ndarray, warm: bool = False) -> None:
@@ -536,7 +539,7 @@ class EventDetector:
         ghost (something that was learnt into the background and has left), not an object."""
         sl = _slices(b, fg.shape)
         m = fg[sl].astype(np.uint8)
-        outline = (cv2.dilate(m, np.ones((3, 3), np.uint8)) - cv2.erode(m, np.ones((3, 3), np.uint8))) > 0
+        outline = (cv2.dilate(m, self._k3) - cv2.erode(m, self._k3)) > 0
         if outline.sum() < 8:
             return False
 
@@ -634,7 +637,7 @@ class EventDetector:
     def _face_regions(self, H: int, W: int) -> list[tuple[int, int, int, int]]:
         """Full-resolution boxes ``(x0, y0, x1, y1)`` around the upper part of the tracks in view
         (people, and blobs that may become people): from a quarter of the box's height above it
-        down to :data:`HEAD_PART` of its height, a quarter of its width wider on each side;
+        down to ``face_depth`` of its height, a quarter of its width wider on each side;
         overlapping ones are joined, so no face is counted twice."""
         boxes = []
         for tr in self._tracks:
@@ -644,7 +647,7 @@ class EventDetector:
             px, py = 0.25 * w + 8, 0.25 * h + 8
             # the upper part only: a face is at the top of an upright person, and in the upper half
             # of a head-and-shoulders blob; the cascade's time grows with the area it scans
-            bottom = y + HEAD_PART * h + 8
+            bottom = y + self.cfg.face_depth * h + 8
             boxes.append([max(0.0, x - px), max(0.0, y - py), min(float(W), x + w + px), min(float(H), bottom)])
         merged = True
         while merged:  # join overlapping boxes until none overlap

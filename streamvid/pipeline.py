@@ -74,15 +74,13 @@ def configure_threads(encoder: Encoder) -> None:
     The pipeline already runs decoding, the encoder and the detector on threads of their own, so
     OpenCV's own pool only adds contention: one thread (measured on 2 cores, the detector took
     6.6 ms of CPU per frame with one OpenCV thread, 8.2 ms with two, for 0.8 ms less wall time
-    when alone). torch keeps its default threads for CLIP, one with ``classic``
-    (:func:`~streamvid.models.factory.torch_threads`).
+    when alone). torch keeps its default threads for CLIP, whose matrix products use them; with
+    ``classic`` it only runs the memory's small tensor updates, where a second thread just
+    contends with decoding (the update took 4.1 ms per frame with torch's 2 threads, 1.8 with one).
     """
-    from streamvid.models.factory import torch_threads
-
     cv2.setNumThreads(1)
-    threads = torch_threads(encoder)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if encoder.name == "classic":
+        torch.set_num_threads(1)
 
 
 def encode_jpeg(rgb: np.ndarray, *, height: int, max_bytes: int) -> bytes | None:

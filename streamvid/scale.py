@@ -38,7 +38,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 
 from streamvid.catalog import Catalog, IndexJob, IndexResult, index_video, record
-from streamvid.errors import InputError
+from streamvid.errors import InputError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,12 @@ class IndexWorker:
     """The Ray actor behind ``index --ray`` (see the module docstring): creates its encoder once
     from the driver's encoder config, then indexes one video per :meth:`index` call."""
 
-    def __init__(self, encoder_cfg: dict, root: str, threads: int = 1) -> None:
+    def __init__(self, encoder_cfg: dict, root: str) -> None:
         import cv2
         import torch
 
-        torch.set_num_threads(max(1, threads))
-        cv2.setNumThreads(max(1, threads))
+        torch.set_num_threads(1)  # an actor holds one CPU
+        cv2.setNumThreads(1)
         self.root = root
         self.encoder = None
         self.error: str | None = None
@@ -107,7 +107,7 @@ class IndexWorker:
 
             self.encoder = encoder_from_config(encoder_cfg)  # on this actor's GPU when it has one
         except Exception as e:  # noqa: BLE001 - reported with every video this worker is given
-            self.error = f"the worker cannot create the {encoder_cfg.get('name')} encoder: {' '.join(str(e).split())}"
+            self.error = f"the worker cannot create the {encoder_cfg.get('name')} encoder: {one_line(e)}"
 
     def index(self, job: IndexJob) -> IndexResult:
         if self.encoder is None:
@@ -125,20 +125,20 @@ def plan_workers(ray, encoder_cfg: dict, workers: int | None) -> tuple[int, bool
     return max(1, n), use_gpu
 
 
-def run_on_ray(ray, catalog: Catalog, jobs: Sequence[IndexJob], encoder_cfg: dict, *, workers: int | None = None,
-               on_result: Callable[[IndexResult], None] | None = None) -> list[IndexResult]:
-    """Index ``jobs`` on the connected Ray cluster with ``workers`` actors (see the module
-    docstring); each result is recorded in the catalog and passed to ``on_result`` as it arrives."""
+def run_on_ray(ray, catalog: Catalog, jobs: Sequence[IndexJob], encoder_cfg: dict, *, workers: int,
+               use_gpu: bool = False, on_result: Callable[[IndexResult], None] | None = None) -> list[IndexResult]:
+    """Index ``jobs`` on the connected Ray cluster with ``workers`` actors, one GPU each with
+    ``use_gpu`` (:func:`plan_workers` decides both; see the module docstring); each result is
+    recorded in the catalog and passed to ``on_result`` as it arrives."""
     if not jobs:
         return []
-    n, use_gpu = plan_workers(ray, encoder_cfg, workers)
-    n = min(n, len(jobs))
+    n = max(1, min(workers, len(jobs)))
     log.info("indexing %d videos on Ray with %d workers%s", len(jobs), n, " (1 GPU each)" if use_gpu else "")
     actor_cls = ray.remote(IndexWorker).options(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=1,
                                                 max_task_retries=1)
 
     def start():
-        return actor_cls.remote(encoder_cfg, catalog.root, 1)
+        return actor_cls.remote(encoder_cfg, catalog.root)
 
     pending = collections.deque(jobs)
     inflight: dict = {}  # ObjectRef → (actor, job)
