@@ -80,6 +80,21 @@ _ACHRO_BIN = np.minimum((_U8 * N_ACHRO).astype(np.int64), N_ACHRO - 1)
 _VAL_BIN = np.minimum((_U8 * N_VAL).astype(np.int64), N_VAL - 1)
 
 
+def _fit(rgb: np.ndarray) -> np.ndarray:
+    """``[H, W, 3]`` → ``[192, 256, 3]``, area-averaged.
+
+    A frame twice the size or more is first halved (an exact 2 × 2 mean, OpenCV's fast path) for
+    as long as the half still covers 90 % of the target in both directions; only the last, small
+    step is a general resize. OpenCV's area resize at a fractional ratio is slow: a 640 × 360 frame
+    took 0.93 ms straight to the target, a third of the encoder's time, and 0.1 ms halved first.
+    """
+    tw, th = SIZE
+    while rgb.shape[1] // 2 >= 0.9 * tw and rgb.shape[0] // 2 >= 0.9 * th:
+        h2, w2 = rgb.shape[0] // 2, rgb.shape[1] // 2
+        rgb = cv2.resize(rgb[:2 * h2, :2 * w2], (w2, h2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(rgb, SIZE, interpolation=cv2.INTER_AREA)
+
+
 def _hellinger(h: np.ndarray) -> np.ndarray:
     s = h.sum(axis=-1, keepdims=True)
     return np.sqrt(h / np.maximum(s, 1e-9))
@@ -165,7 +180,7 @@ class ClassicEncoder:
                 "grid": [GRID_ROWS, GRID_COLS], "version": 1}
 
     def _tokens(self, rgb: np.ndarray) -> np.ndarray:
-        img = cv2.resize(rgb, SIZE, interpolation=cv2.INTER_AREA)
+        img = _fit(rgb)
         hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).reshape(-1, 3)
         hue, val = hsv[:, 0], hsv[:, 2]
         chroma = _CHROMA_S[hsv[:, 1]] * _CHROMA_V[val]  # per-pixel lookups, no float image

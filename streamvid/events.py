@@ -38,6 +38,8 @@ from streamvid.types import CHANNELS, Detection, Frame
 
 log = logging.getLogger(__name__)
 
+_FACE_WINDOW = 24  # pixels: the frontal-face Haar cascade's window, the smallest face it finds
+
 @dataclass
 class DetectorConfig:
     proc_width: int = 320  # analysis width in pixels
@@ -67,7 +69,10 @@ class DetectorConfig:
     dormant_window: float = 180.0  # ... for a track that vanished while standing still
     hog: bool = True
     face_every: int = 4  # run the face detector on every n-th frame (0: never); the count holds between
-    face_depth: float = 0.6  # faces are looked for down to this fraction of a track's box height
+    face_depth: float = 0.6  # faces are looked for down to this fraction of a track's box height ...
+    face_depth_upright: float = 0.35  # ... or of an upright whole body's (see _face_regions)
+    upright_aspect: float = 1.8  # height / width from which a box away from the border is a whole body
+    head_frac: float = 0.2  # the largest a face can be on a whole body, as a fraction of its height
 
 
 @dataclass
@@ -623,32 +628,53 @@ class EventDetector:
             self._faces = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
         f = min(1.0, 640 / rgb.shape[1])  # the cascade sees the frame at most 640 px wide
         n = 0
-        for x0, y0, x1, y1 in regions:
+        for x0, y0, x1, y1, largest in regions:
             roi = rgb[y0:y1, x0:x1]
             if f < 1.0:
                 roi = cv2.resize(roi, (max(1, round(roi.shape[1] * f)), max(1, round(roi.shape[0] * f))),
                                  interpolation=cv2.INTER_AREA)
-            if min(roi.shape[:2]) < 24:  # the cascade's smallest face
+            if min(roi.shape[:2]) < _FACE_WINDOW:  # the cascade's smallest face
                 continue
             gray = cv2.cvtColor(np.ascontiguousarray(roi), cv2.COLOR_RGB2GRAY)
-            n += len(self._faces.detectMultiScale(gray, scaleFactor=1.15, minNeighbors=6, minSize=(20, 20)))
+            big = max(_FACE_WINDOW, round(largest * f)) if largest else 0  # 0: no limit
+            n += len(self._faces.detectMultiScale(gray, scaleFactor=1.15, minNeighbors=6, minSize=(20, 20),
+                                                  maxSize=(big, big)))
         return n
 
-    def _face_regions(self, H: int, W: int) -> list[tuple[int, int, int, int]]:
-        """Full-resolution boxes ``(x0, y0, x1, y1)`` around the upper part of the tracks in view
+    def _face_regions(self, H: int, W: int) -> list[tuple[int, int, int, int, int]]:
+        """Full-resolution boxes ``(x0, y0, x1, y1, largest)`` around the upper part of the tracks in view
         (people, and blobs that may become people): from a quarter of the box's height above it
         down to ``face_depth`` of its height, a quarter of its width wider on each side;
-        overlapping ones are joined, so no face is counted twice."""
+        overlapping ones are joined, so no face is counted twice. ``largest`` is the largest face
+        size in pixels worth looking for in the box (0: no limit).
+
+        An upright box away from the frame border (``upright_aspect``) is a whole body: its face
+        is at most ``head_frac`` of its height (an adult's head is about an eighth), so it is
+        looked for only down to ``face_depth_upright`` and only up to that size, and not at all
+        when even that face would be smaller than the cascade's 24-pixel window: the people far
+        from the camera, where the cascade cannot find a face, cost nothing. Near the border a box may be a partial body (a
+        head and shoulders coming in), so it keeps the general rule.
+        """
+        cfg = self.cfg
+        f = min(1.0, 640 / W)  # the cascade's scale (see _count_faces)
+        ah, aw = self._shape or (H / self._scale, W / self._scale)
         boxes = []
         for tr in self._tracks:
             if tr.lost_since is not None:
                 continue
             x, y, w, h = tr.box * self._scale
+            depth, largest = cfg.face_depth, 0.0
+            if h >= cfg.upright_aspect * w and not _at_border(tr.box, aw, ah, cfg.border_frac):
+                largest = cfg.head_frac * h
+                if largest * f < _FACE_WINDOW:
+                    continue
+                depth = cfg.face_depth_upright
             px, py = 0.25 * w + 8, 0.25 * h + 8
             # the upper part only: a face is at the top of an upright person, and in the upper half
             # of a head-and-shoulders blob; the cascade's time grows with the area it scans
-            bottom = y + self.cfg.face_depth * h + 8
-            boxes.append([max(0.0, x - px), max(0.0, y - py), min(float(W), x + w + px), min(float(H), bottom)])
+            bottom = y + depth * h + 8
+            boxes.append([max(0.0, x - px), max(0.0, y - py), min(float(W), x + w + px), min(float(H), bottom),
+                          largest])
         merged = True
         while merged:  # join overlapping boxes until none overlap
             merged = False
@@ -656,13 +682,14 @@ class EventDetector:
             for b in boxes:
                 for m in out:
                     if b[0] < m[2] and m[0] < b[2] and b[1] < m[3] and m[1] < b[3]:
-                        m[:] = [min(m[0], b[0]), min(m[1], b[1]), max(m[2], b[2]), max(m[3], b[3])]
+                        largest = max(m[4], b[4]) if m[4] and b[4] else 0.0  # 0 (no limit) wins
+                        m[:] = [min(m[0], b[0]), min(m[1], b[1]), max(m[2], b[2]), max(m[3], b[3]), largest]
                         merged = True
                         break
                 else:
                     out.append(list(b))
             boxes = out
-        return [(int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))) for x0, y0, x1, y1 in boxes]
+        return [(int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1)), int(np.ceil(big))) for x0, y0, x1, y1, big in boxes]
 
 
 def _slices(box: np.ndarray, shape: tuple[int, int]) -> tuple[slice, slice]:

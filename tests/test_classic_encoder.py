@@ -72,3 +72,22 @@ def test_describes_clothing_of_a_rendered_person(enc):
     x, y, w, h = (int(round(v)) for v in synth.figure_box(scene, fig, 0.0))
     crop = rgb[max(0, y):y + h, max(0, x):x + w]
     assert enc.describe(crop) == "person in green top and black trousers" == fig.description
+
+
+def test_large_frames_are_halved_before_the_last_resize():
+    """A frame of twice the token image or more is halved first (fast exact 2 × 2 means); the
+    result is the area-averaged image all the same, and smaller frames are resized straight."""
+    import cv2
+
+    from streamvid.models.classic import SIZE, _fit
+
+    rng = np.random.default_rng(0)
+    big = cv2.GaussianBlur(rng.integers(0, 256, (360, 640, 3), dtype=np.uint8), (0, 0), 3)
+    direct = cv2.resize(big, SIZE, interpolation=cv2.INTER_AREA).astype(float)
+    out = _fit(big)
+    assert out.shape == (SIZE[1], SIZE[0], 3) and out.dtype == np.uint8
+    assert np.abs(out - direct).mean() < 0.6  # the same picture to within resampling (nearest: 1.7)
+    odd = np.ascontiguousarray(big[:359, :639])  # odd sizes drop the last row/column when halving
+    assert _fit(odd).shape == (SIZE[1], SIZE[0], 3)
+    small = big[:240, :320]
+    assert np.array_equal(_fit(small), cv2.resize(small, SIZE, interpolation=cv2.INTER_AREA))

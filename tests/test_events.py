@@ -128,11 +128,14 @@ def test_exit_just_before_the_end_of_the_video_is_reported():
 
 def test_faces_are_looked_for_on_the_tracks_only(monkeypatch):
     """The face cascade runs on the upper part of the tracks in view (widened, overlapping ones
-    joined), at full resolution; with nobody in view it does not run at all."""
+    joined), at full resolution; with nobody in view it does not run at all. An upright whole body
+    is searched down to 35 % of its height for faces up to a fifth of its height, and not at all
+    when that face would be smaller than the cascade's 24-pixel window."""
     from streamvid.events import _Track
 
     det = EventDetector()
     det._scale = 2.0  # analysis pixels are half the frame's
+    det._shape = (180, 320)
     rgb = np.zeros((360, 640, 3), np.uint8)
 
     def track(i, box, lost=None):
@@ -144,16 +147,23 @@ def test_faces_are_looked_for_on_the_tracks_only(monkeypatch):
 
     class Cascade:
         def detectMultiScale(self, gray, **kw):
-            calls.append(gray.shape)
+            calls.append((gray.shape, kw["maxSize"]))
             return [(0, 0, 24, 24)]
 
     det._faces = Cascade()
     assert det._count_faces(rgb) == 0 and calls == []  # nobody in view
-    det._tracks = [track(1, (10, 20, 20, 40)), track(2, (25, 30, 20, 40)), track(3, (200, 50, 20, 40)),
-                   track(4, (100, 100, 20, 40), lost=1.0)]
+    det._tracks = [track(1, (10, 20, 30, 40)), track(2, (25, 30, 30, 40)), track(3, (200, 50, 30, 40)),
+                   track(4, (100, 100, 20, 40), lost=1.0),
+                   track(5, (100, 40, 20, 40)),  # upright, 80 px tall: a face of at most 16 px
+                   track(6, (270, 20, 30, 80))]  # upright, 160 px tall: faces up to 32 px
     regions = det._face_regions(360, 640)
     # tracks 1 and 2 overlap once widened: one region; track 3 its own; the lost track 4 none.
     # A region reaches from a quarter of the box's height above it down to 60 % of it (+ 8 px):
-    # track 3 is (400, 100, 40, 80) in the frame → y from 100 - 28 to 100 + 48 + 8
-    assert regions == [(2, 12, 108, 116), (382, 72, 458, 156)]
-    assert det._count_faces(rgb) == 2 and calls == [(104, 106), (84, 76)]
+    # track 3 is (400, 100, 60, 80) in the frame → y from 100 - 28 to 100 + 48 + 8. Track 6,
+    # (540, 40, 60, 160), down to 35 %: 40 + 56 + 8.
+    assert regions == [(0, 12, 133, 116, 0), (377, 72, 483, 156, 0), (517, 0, 623, 104, 32)]
+    assert det._count_faces(rgb) == 3
+    assert calls == [((104, 133), (0, 0)), ((84, 106), (0, 0)), ((104, 106), (32, 32))]
+    # an upright box at the frame border may be a partial body (a close-up coming in): general rule
+    det._tracks = [track(7, (150, 120, 20, 60))]
+    assert det._face_regions(360, 640) == [(282, 202, 358, 320, 0)]
