@@ -63,21 +63,30 @@ def _cell_index(h: int, w: int) -> np.ndarray:
 
 _CELLS = _cell_index(SIZE[1], SIZE[0])
 _N = GRID_ROWS * GRID_COLS
+_N_LVL = 4  # gradient levels: flat, weak, medium, strong
+# Each histogram is one bincount over ``cell · nbins + bin``; the cell parts are made once.
+_CELLS_HUE = _CELLS * N_HUE
+_CELLS_VAL = _CELLS * N_VAL
+_CELLS_ORI = _CELLS * N_ORI
+_CELLS_VAL_LVL = _CELLS * (N_VAL * _N_LVL)  # joint (value bin, gradient level) pixel counts
+_PI32 = np.float32(np.pi)
 
 
-def _hist(cells: np.ndarray, bins: np.ndarray, weights: np.ndarray | None, nbins: int) -> np.ndarray:
-    """Per-cell (weighted) histogram → ``[N, nbins]`` float64 (``weights=None`` counts pixels)."""
-    flat = np.bincount(cells * nbins + bins, weights=weights, minlength=_N * nbins)
-    return flat.reshape(_N, nbins).astype(np.float64, copy=False)
+def _hist(index: np.ndarray, weights: np.ndarray | None, nbins: int) -> np.ndarray:
+    """Per-cell histogram ``[N, nbins]`` from ``cell · nbins + bin`` indices (``weights=None``
+    counts pixels). ``np.bincount`` adds each bin's weights in pixel order."""
+    return np.bincount(index, weights=weights, minlength=_N * nbins).reshape(_N, nbins)
 
 
-# Lookup tables over uint8 HSV values (the per-pixel arithmetic done once for all 256 values)
+# Chroma weight = f(saturation) · g(value), as a table over both uint8 values: [v · 256 + s]
 _U8 = np.arange(256, dtype=np.float64) / 255.0
-_CHROMA_S = np.clip((_U8 - 0.15) / 0.35, 0, 1)  # chroma weight = f(saturation) · g(value)
+_CHROMA_S = np.clip((_U8 - 0.15) / 0.35, 0, 1)
 _CHROMA_V = np.clip((_U8 - 0.12) / 0.2, 0, 1)
-_HUE_BIN = np.minimum(np.arange(256) * N_HUE // 180, N_HUE - 1)
-_ACHRO_BIN = np.minimum((_U8 * N_ACHRO).astype(np.int64), N_ACHRO - 1)
-_VAL_BIN = np.minimum((_U8 * N_VAL).astype(np.int64), N_VAL - 1)
+_CHROMA_VS = (_CHROMA_S[None, :] * _CHROMA_V[:, None]).ravel()
+# Bins of uint8 HSV values in uint8 arithmetic: hue ⌊h / 10⌋ (20° bins of OpenCV's [0, 180) hue),
+# value min(⌊v / 51⌋, 4) = min(⌊v / 255 · 5⌋, 4); the achromatic bins are the value bins.
+_HUE_DIV, _VAL_DIV = 180 // N_HUE, 255 // N_VAL
+assert N_ACHRO == N_VAL
 
 
 def _fit(rgb: np.ndarray) -> np.ndarray:
@@ -181,23 +190,36 @@ class ClassicEncoder:
 
     def _tokens(self, rgb: np.ndarray) -> np.ndarray:
         img = _fit(rgb)
-        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).reshape(-1, 3)
-        hue, val = hsv[:, 0], hsv[:, 2]
-        chroma = _CHROMA_S[hsv[:, 1]] * _CHROMA_V[val]  # per-pixel lookups, no float image
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hue, _, val = (c.ravel() for c in cv2.split(hsv))
+        # (s, v) of every pixel read as one little-endian uint16 v · 256 + s: one table lookup
+        sv = np.ndarray((hue.size,), dtype="<u2", buffer=hsv, offset=1, strides=(3,))
+        chroma = np.take(_CHROMA_VS, sv)
+        val_bin = np.minimum(val // _VAL_DIV, N_VAL - 1)
         gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
         gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3).ravel()
         gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3).ravel()
-        mag = np.sqrt(gx * gx + gy * gy).astype(np.float64)
-        strong = mag > 40.0  # only strong gradients vote for an orientation
-        ori = ((np.arctan2(gy[strong], gx[strong]) % np.pi) / np.pi * N_ORI).astype(np.int64) % N_ORI
-        level = (mag >= 40.0).astype(np.int64) + (mag >= 120.0) + (mag >= 300.0)  # flat, weak, medium, strong
-        ori_h = _hist(_CELLS[strong], ori, mag[strong], N_ORI)
-        lvl_h = _hist(_CELLS, level, None, 4) * 255.0
+        mag = np.sqrt(gx * gx + gy * gy)  # float32: bincount widens the weights to float64 exactly
+        strong = np.flatnonzero(mag > 40.0)  # only strong gradients vote for an orientation
+        # orientation bin ⌊(atan2 mod π) / π · 8⌋ mod 8 in float32; on atan2's [-π, π] "mod π" is
+        # "+ π below 0", and cheaper (the same bin for every float32 there); & 7 is mod 8
+        ori = np.arctan2(np.take(gy, strong), np.take(gx, strong))
+        np.add(ori, _PI32, out=ori, where=ori < 0)
+        ori /= _PI32
+        ori *= N_ORI
+        ori_h = _hist(np.take(_CELLS_ORI, strong) + (ori.astype(np.intp) & (N_ORI - 1)),
+                      np.take(mag, strong), N_ORI)
+        level = (mag >= 40.0).view(np.uint8)  # flat, weak, medium, strong
+        level += mag >= 120.0
+        level += mag >= 300.0
+        # value and level histograms are both plain counts: one joint count, summed exactly
+        joint = _hist(_CELLS_VAL_LVL + (val_bin * _N_LVL + level), None, N_VAL * _N_LVL)
+        joint = joint.reshape(_N, N_VAL, _N_LVL)
         blocks = [
-            _hist(_CELLS, _HUE_BIN[hue], chroma, N_HUE),
-            _hist(_CELLS, _ACHRO_BIN[val], 1.0 - chroma, N_ACHRO),
-            _hist(_CELLS, _VAL_BIN[val], None, N_VAL),
-            np.concatenate([ori_h, lvl_h], axis=1),
+            _hist(_CELLS_HUE + np.minimum(hue // _HUE_DIV, N_HUE - 1), chroma, N_HUE),
+            _hist(_CELLS_VAL + val_bin, 1.0 - chroma, N_ACHRO),
+            joint.sum(axis=2).astype(np.float64),
+            np.concatenate([ori_h, joint.sum(axis=1) * 255.0], axis=1),
         ]
         out = np.concatenate([wt * _hellinger(b) for wt, b in zip(_WEIGHTS, blocks)], axis=1)
         return out.astype(np.float32)
