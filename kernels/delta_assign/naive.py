@@ -41,10 +41,12 @@ def delta_assign_ref(
         none = torch.full((B, N), float("-inf"), device=x.device)
         return torch.full((B, N), -1, dtype=torch.int64, device=x.device), none, none.clone()
     sim = torch.bmm(x.float(), k.float().transpose(1, 2))  # [B, N, M], scratch: edited in place
-    keep = valid[:, None, :]
-    if x_mask is not None:
-        keep = keep & x_mask[:, :, None]
-    sim.masked_fill_(~keep, float("-inf"))
+    # The memory passes only slots in use (all valid): one check then spares two ops on ``sim``.
+    if x_mask is not None or not bool(valid.all()):
+        keep = valid[:, None, :]
+        if x_mask is not None:
+            keep = keep & x_mask[:, :, None]
+        sim.masked_fill_(~keep, float("-inf"))
     best_sim, best_idx = sim.max(dim=-1)
     second_sim = sim.scatter_(-1, best_idx[..., None], float("-inf")).amax(dim=-1)
     best_idx = best_idx.masked_fill(best_sim == float("-inf"), -1)

@@ -57,25 +57,28 @@ def delta_merge_ref(
     """
     B, N, D = x.shape
     M = k.shape[1]
-    # flat slot of each token; skipped tokens are dropped
-    rows = torch.arange(B, device=x.device)[:, None] * M
-    group = torch.where(idx >= 0, idx + rows, -1).reshape(-1)  # [B*N]
-    take = (group >= 0).nonzero().squeeze(1)
-    group = group[take]
-    order = torch.argsort(group, stable=True)
-    group = group[order]
-    tokens = x.reshape(B * N, D)[take][order].double()
-    nov_t = novelty.reshape(-1)[take][order].double()
-    # grouped sums over sorted groups: differences of a float64 running sum at group ends
+    # Flat slot of each token; skipped tokens (idx < 0) are dropped. The memory calls this every
+    # frame with B = 1 on a CPU, where each small op costs microseconds, so the steps below avoid
+    # ops that cannot change a bit: no row offsets when B = 1, no gathers when no token is skipped.
+    group = idx.reshape(-1)  # [B*N]
+    if B > 1:
+        rows = torch.arange(B, device=x.device)[:, None] * M
+        group = torch.where(idx >= 0, idx + rows, -1).reshape(-1)
+    tokens, nov_t = x.reshape(B * N, D), novelty.reshape(-1)
+    if group.numel() and int(group.min()) < 0:
+        take = (group >= 0).nonzero().squeeze(1)
+        group, tokens, nov_t = group[take], tokens[take], nov_t[take]
+    # Tokens in slot order (stable: equal slots keep token order), novelty as one more column:
+    # ``cat`` promotes to a float type that holds both exactly and ``cumsum`` runs down each column
+    # on its own, so the float64 sums are those of the tokens and of the novelties taken apart.
+    group, order = torch.sort(group, stable=True)
+    vals = torch.cat([tokens, nov_t[:, None]], 1)[order].double()  # [T, D + 1]
     hit, n_hit = torch.unique_consecutive(group, return_counts=True)  # [H] flat slots, tokens each
-    ends = torch.cumsum(n_hit, 0) - 1
-    zero = torch.zeros(1, D, dtype=torch.float64, device=x.device)
-    csum = torch.cat([zero, torch.cumsum(tokens, 0)])
-    sums = (csum[ends + 1] - csum[ends + 1 - n_hit]).float()  # [H, D]
-    ncsum = torch.cat([zero[:, 0], torch.cumsum(nov_t, 0)])
-    nov = (ncsum[ends + 1] - ncsum[ends + 1 - n_hit]).float()  # [H]
-    n = torch.zeros(B * M, dtype=torch.int64, device=x.device)
-    n[hit] = n_hit
+    # grouped sums over sorted groups: differences of a float64 running sum at group ends
+    ends = torch.cumsum(n_hit, 0)  # one past each group's last row of ``vals``
+    csum = torch.cat([torch.zeros(1, D + 1, dtype=torch.float64, device=x.device), torch.cumsum(vals, 0)])
+    both = (csum[ends] - csum[ends - n_hit]).float()  # [H, D + 1]
+    sums, nov = both[:, :D], both[:, D]
 
     nf = n_hit.float()
     kf, cf = k.view(B * M, D), count.view(B * M)
@@ -86,7 +89,11 @@ def delta_merge_ref(
     gate = gate_h
     old = kf[hit]
     new = old + gate[:, None] * (sums / nf[:, None] - old)
-    kf[hit] = new / new.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    cf[hit] += n_hit.to(cf.dtype)
-    importance.view(B * M)[hit] += gate * nov / nf
+    # ``Tensor.norm(dim=-1)`` is this call behind a Python wrapper
+    kf[hit] = new / torch.linalg.vector_norm(new, 2, -1, True).clamp_min(1e-12)
+    # ``hit`` holds each slot once, so adding at it is the read-add-write of ``a[hit] += v``
+    cf.index_add_(0, hit, n_hit.to(cf.dtype))
+    importance.view(B * M).index_add_(0, hit, gate * nov / nf)
+    n = torch.zeros(B * M, dtype=torch.int64, device=x.device)
+    n[hit] = n_hit
     return n.view(B, M)

@@ -47,6 +47,17 @@ RECENCY_WEIGHT = 1.0
 COUNT_WEIGHT = 0.1
 EVENT_SLOTS = 3  # slots nearest to a pinned event whose importance rises ("taking part in an event")
 SEG_TIME_SCALE = 1.0  # seconds: the default ``seg_time_scale`` (a merge's cost grows with its span)
+_F32_TINY = float(np.float32(1e-12))  # ``clamp_min(1e-12)`` on a float32 tensor clamps at this
+
+
+def _f32(v: float) -> float:
+    """``v`` rounded to float32 (as a float64 tensor's ``.float()`` does), as a Python float."""
+    return float(np.float32(v))
+
+
+def _col(v: torch.Tensor | float) -> torch.Tensor | float:
+    """``v[..., None]`` for a tensor of per-run scalars; a Python float as it is (it broadcasts)."""
+    return v[..., None] if isinstance(v, torch.Tensor) else v
 
 
 @dataclass(frozen=True)
@@ -233,8 +244,23 @@ class DeltaMem:
         for name in ("slot_thumb", "seg_thumb", "ev_thumb", "fold_kind"):
             self._buffers[name].fill_(-1)
         self._seg_names = [name for name in self._buffers if name.startswith("seg_")]
+        # On a CPU, numpy views of the buffers (the same memory) read and write single entries
+        # without a torch op each (microseconds apiece, many per frame): see :meth:`_item`/:meth:`_put`.
+        self._host = {name: buf.numpy() for name, buf in self._buffers.items()} if self.device.type == "cpu" else None
         self._costs: torch.Tensor | None = None  # cached merge costs of adjacent segments [S - 1]
         self._max_channels = torch.tensor([c != "brightness" for c in CHANNELS], device=self.device)
+
+    def __getstate__(self) -> dict:
+        """Pickling and ``copy.deepcopy`` leave out the numpy views (they would be copies of the
+        buffers, no longer sharing their memory); :meth:`__setstate__` makes them anew."""
+        state = self.__dict__.copy()
+        state["_host"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.device.type == "cpu":
+            self._host = {name: buf.numpy() for name, buf in self._buffers.items()}
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -277,15 +303,33 @@ class DeltaMem:
         return sum(t.numel() * t.element_size() for t in self._buffers.values())
 
     def _scalar(self, name: str) -> float:
-        return float(self.scalars[_S[name]])
+        return float(self._item("scalars", _S[name]))
+
+    def _item(self, name: str, i: int) -> float | int | bool:
+        """Entry ``i`` of the 1-D buffer ``name`` as a Python number (exact: float32 and int32
+        values are float64 and int values)."""
+        if self._host is not None:
+            return self._host[name][i].item()
+        return self._buffers[name][i].item()
+
+    def _put(self, name: str, i: int, value: float | int | bool) -> None:
+        """``buffers[name][i] = value`` for a Python number: converted to the buffer's dtype as
+        torch converts it (float64 → float32 rounds to nearest, ties to even, as numpy does)."""
+        if self._host is not None:
+            self._host[name][i] = value
+        else:
+            self._buffers[name][i] = value
 
     def _n_segments(self) -> int:
+        if self._host is not None:
+            return int(np.count_nonzero(self._host["seg_used"]))
         return int(self.seg_used.sum())
 
     def seg_vectors(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
         """The timeline segments' mean vectors, L2-normalised, fp32 ``[S, D]`` (or the rows asked for)."""
         mean = (self.seg_emb if rows is None else self.seg_emb[rows]).float()
-        return mean / mean.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        # ``mean.norm(dim=-1, keepdim=True)`` is this call behind a Python wrapper
+        return mean / torch.linalg.vector_norm(mean, 2, -1, True).clamp_min(1e-12)
 
     def ev_vectors(self, rows: torch.Tensor | slice | None = None) -> torch.Tensor:
         """The pinned events' vectors as fp32 ``[E, D]`` (or the rows asked for); stored in fp16."""
@@ -338,6 +382,8 @@ class DeltaMem:
     def slots_in_use(self) -> int:
         """Used slots always form a prefix (free slots are claimed lowest first and a slot is
         never freed, only evicted and re-claimed), so only ``slot_k[:slots_in_use()]`` is compared."""
+        if self._host is not None:
+            return int(np.count_nonzero(self._host["slot_used"]))
         return int(self.slot_used.sum())
 
     def _begin(
@@ -355,17 +401,16 @@ class DeltaMem:
         if ch.shape != (len(CHANNELS),):
             raise ValueError(f"expected {len(CHANNELS)} channels {CHANNELS}, got shape {list(ch.shape)}")
 
-        s = self.scalars
-        if s[_S["frames_seen"]] == 0:
-            s[_S["first_t"]] = t
-        elif t < s[_S["last_t"]]:
-            log.warning(
-                "frame time %.3f is before the last one (%.3f); using the last", t, float(s[_S["last_t"]])
-            )
-            t = float(s[_S["last_t"]])
-        s[_S["last_t"]] = t
-        s[_S["frames_seen"]] += 1
-        s[_S["tokens_seen"]] += x.shape[0]
+        # the scalars as Python floats: the same float64 arithmetic, without a torch op for each
+        seen, last_t = self._item("scalars", _S["frames_seen"]), self._item("scalars", _S["last_t"])
+        if seen == 0:
+            self._put("scalars", _S["first_t"], t)
+        elif t < last_t:
+            log.warning("frame time %.3f is before the last one (%.3f); using the last", t, last_t)
+            t = last_t
+        self._put("scalars", _S["last_t"], t)
+        self._put("scalars", _S["frames_seen"], seen + 1)
+        self._put("scalars", _S["tokens_seen"], self._item("scalars", _S["tokens_seen"]) + x.shape[0])
 
         self.slot_importance.mul_(self.importance_decay)
         seg_thumb = self._extend_timeline(t, g, ch, thumb, boundary)
@@ -385,7 +430,7 @@ class DeltaMem:
 
     def _end(self, t: float, n: torch.Tensor) -> None:
         """After the merge: ``n [M]`` tokens merged into each slot."""
-        self.slot_t_last[n > 0] = t
+        self.slot_t_last.masked_fill_(n > 0, t)  # ``slot_t_last[n > 0] = t`` without the index op
 
     @torch.no_grad()
     def _learned_gate(self, target: torch.Tensor, novelty: torch.Tensor) -> torch.Tensor:
@@ -518,32 +563,54 @@ class DeltaMem:
         tm, stt = self.seg_tmean[rows], self.seg_stt[rows].double()
         length = self.seg_end[rows] - self.seg_start[rows]
         mean, drift = self.seg_emb[rows].float(), self.seg_drift[rows].float()
-        scale = torch.where(length > 0, stt / length.clamp_min(1e-12), torch.zeros_like(stt)).float()
+        scale = torch.where(length > 0, stt / length.clamp_min(1e-12), 0.0).float()
         return n, tm, stt, mean, drift * scale[..., None]
 
+    def _row_stats(self, i: int) -> tuple[float, float, float, torch.Tensor, torch.Tensor]:
+        """:meth:`_seg_stats` of the one row ``i`` with ``n``, ``t_mean``, ``stt`` as Python floats.
+
+        The timeline's per-frame work is on one or two rows, where each 0-d tensor op costs
+        microseconds; Python floats are IEEE float64 too, so the same steps give the same bits
+        (float32 ones rounded with :func:`_f32`, as ``.float()`` rounds)."""
+        n = float(self._item("seg_count", i))
+        tm = self._item("seg_tmean", i)
+        stt = self._item("seg_stt", i)  # float32: exact as a Python float, like ``.double()``
+        length = self._item("seg_end", i) - self._item("seg_start", i)
+        scale = _f32(stt / max(length, 1e-12)) if length > 0 else 0.0
+        # float32 times a Python float: the float is cast to float32 (exact here), as the [1] tensor was
+        return n, tm, stt, self.seg_emb[i].float(), self.seg_drift[i].float() * scale
+
     @staticmethod
-    def _combine(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    def _combine(a: tuple, b: tuple) -> tuple:
         """The statistics of two consecutive runs of frames as one (Chan et al.'s pairwise update)
-        → ``(n, t_mean, stt, mean, stg)``."""
+        → ``(n, t_mean, stt, mean, stg)``.
+
+        ``n``, ``t_mean`` and ``stt`` are float64 tensors (one entry per run) or, for single runs
+        (:meth:`_row_stats`), Python floats: the same float64 arithmetic either way. ``stg`` may be
+        the Python float 0.0 (a run of one frame): adding it is adding a zero vector."""
         na, ta, sa, ma, ga = a
         nb, tb, sb, mb, gb = b
         n = na + nb
         w = na * nb / n
         dt = ta - tb
-        mean = (na[..., None] * ma.double() + nb[..., None] * mb.double()) / n[..., None]
-        stg = ga.double() + gb.double() + (w * dt)[..., None] * (ma.double() - mb.double())
+        ma, mb = ma.double(), mb.double()
+        mean = (_col(na) * ma + _col(nb) * mb) / _col(n)
+        ga = ga.double() if isinstance(ga, torch.Tensor) else ga
+        gb = gb.double() if isinstance(gb, torch.Tensor) else gb
+        stg = ga + gb + _col(w * dt) * (ma - mb)
         return n, (na * ta + nb * tb) / n, sa + sb + w * dt * dt, mean.float(), stg.float()
 
-    def _store_seg(self, i: int, stats: tuple[torch.Tensor, ...], start: float, end: float) -> None:
+    def _store_seg(self, i: int, stats: tuple, start: float, end: float) -> None:
         n, tm, stt, mean, stg = stats
+        stt = float(stt)
         length = end - start
-        self.seg_count[i] = int(n)
-        self.seg_tmean[i] = float(tm)
-        self.seg_stt[i] = float(stt)
+        self._put("seg_count", i, int(n))
+        self._put("seg_tmean", i, float(tm))
+        self._put("seg_stt", i, stt)
         self.seg_emb[i] = mean
-        self.seg_drift[i] = stg * (length / float(stt)) if float(stt) > 0 and length > 0 else 0.0
-        self.seg_start[i] = start
-        self.seg_end[i] = end
+        self.seg_drift[i] = stg * (length / stt) if stt > 0 and length > 0 else 0.0
+        self._put("seg_start", i, start)
+        self._put("seg_end", i, end)
 
     def _extend_timeline(
         self, t: float, g: torch.Tensor, ch: torch.Tensor, thumb: Callable[[], bytes] | None, boundary: bool
@@ -551,25 +618,25 @@ class DeltaMem:
         """Extend the last segment with this frame or open a new one; returns its thumbnail id."""
         n = self._n_segments()
         last = n - 1
-        prev = self.seg_vectors(last) if n else None
-        cos_last = float(g @ prev) if n else -1.0
-        # ``seg_emb`` is fp16: "the same as the last segment" is judged at the precision it is stored in
-        same = n > 0 and (cos_last >= self.seg_threshold or torch.equal(g.to(self.seg_emb.dtype), self.seg_emb[last]))
-        one = (torch.ones((), dtype=torch.float64), torch.tensor(t, dtype=torch.float64),
-               torch.zeros((), dtype=torch.float64), g, torch.zeros_like(g))  # this frame as a run of one
+        cos_last, same = -1.0, False
+        if n:
+            cos_last = float(g @ self.seg_vectors(last))
+            # ``seg_emb`` is fp16: "the same as the last segment" is judged at the precision it is stored in
+            same = cos_last >= self.seg_threshold or torch.equal(g.to(self.seg_emb.dtype), self.seg_emb[last])
+        one = (1.0, float(t), 0.0, g, 0.0)  # this frame as a run of one (as :meth:`_row_stats` gives runs)
         tolerant = self.seg_tolerance > 0 and 0 < n < self.layout.segments
         merged = None
         if not boundary and (same or tolerant):  # only then is the extended segment needed
-            stats = self._seg_stats(last)
+            stats = self._row_stats(last)
             merged = self._combine(stats, one)
-            same = same or float(self._rise(stats, one, merged)) < self.seg_tolerance
+            same = same or self._rise_row(stats, one, merged) < self.seg_tolerance
         if same and not boundary:
-            c = int(self.seg_count[last])
-            self._store_seg(last, merged, float(self.seg_start[last]), t)
+            c = int(stats[0])
+            self._store_seg(last, merged, self._item("seg_start", last), t)
             row = self.seg_channels[last].float()
             self.seg_channels[last] = torch.where(self._max_channels, torch.maximum(row, ch), row + (ch - row) / (c + 1))
             self._recost(last)
-            return int(self.seg_thumb[last])
+            return self._item("seg_thumb", last)
 
         if n == self.layout.segments:
             self._merge_segments()
@@ -577,13 +644,13 @@ class DeltaMem:
         self._store_seg(n, one, t, t)
         self.seg_channels[n] = ch
         self.seg_folded[n] = 0
-        self.seg_used[n] = True
+        self._put("seg_used", n, True)
         self._recost(n)
-        if n and not boundary and cos_last >= self.scene_threshold and int(self.seg_thumb[n - 1]) >= 0:
-            tid = int(self.seg_thumb[n - 1])  # the same view: share its thumbnail
+        if n and not boundary and cos_last >= self.scene_threshold and self._item("seg_thumb", n - 1) >= 0:
+            tid = self._item("seg_thumb", n - 1)  # the same view: share its thumbnail
         else:
             tid = self.put_thumb(thumb()) if thumb is not None else -1
-        self.seg_thumb[n] = tid
+        self._put("seg_thumb", n, tid)
         return tid
 
     def _merge_cost(self, lo: int = 0, hi: int | None = None) -> torch.Tensor:
@@ -611,18 +678,54 @@ class DeltaMem:
 
         def fit(g: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             s = s.float()
-            return torch.where(s > 0, (g * g).sum(-1) / s.clamp_min(1e-12), torch.zeros_like(s))
+            return torch.where(s > 0, (g * g).sum(-1) / s.clamp_min(1e-12), 0.0)
 
         w = (a[0] * b[0] / ab[0]).float()
         spread = w * ((a[3] - b[3]) ** 2).sum(-1)
         return (spread - fit(ab[4], ab[2]) + fit(a[4], a[2]) + fit(b[4], b[2])).clamp_min(0.0)
 
+    @staticmethod
+    def _rise_row(a: tuple, b: tuple, ab: tuple) -> float:
+        """:meth:`_rise` of single runs whose ``n`` and ``stt`` are Python floats (:meth:`_row_stats`,
+        :meth:`_combine`), as a Python float: the same float32 steps, each rounded to float32 as the
+        0-d float32 tensors round them (a float32 sum, product or quotient is exact in float64, so
+        rounding it once more to float32 gives float32's own result)."""
+
+        def fit(g: torch.Tensor, s: float) -> float:
+            s = _f32(s)
+            return _f32(float((g * g).sum(-1)) / max(s, _F32_TINY)) if s > 0 else 0.0
+
+        w = _f32(a[0] * b[0] / ab[0])
+        spread = _f32(w * float(((a[3] - b[3]) ** 2).sum(-1)))
+        return max(_f32(_f32(_f32(spread - fit(ab[4], ab[2])) + fit(a[4], a[2])) + fit(b[4], b[2])), 0.0)
+
+    def _pair_cost(self, i: int, a: tuple, b: tuple) -> float:
+        """``_merge_cost(i, i + 1)[0]`` from the :meth:`_row_stats` ``a``, ``b`` of rows ``i`` and
+        ``i + 1`` (in use), as a Python float: the same steps, scalars as Python floats (rounded to
+        float32 where the tensors are), so the same bits (a row's sum over ``D`` is the same alone
+        as in a batch); for the one or two pairs :meth:`_recost` refreshes every frame, without
+        the ~100 small tensor ops of the batched form."""
+        a, b = (max(a[0], 1.0), *a[1:]), (max(b[0], 1.0), *b[1:])  # as ``n.clamp_min(1.0)``
+        cost = self._rise_row(a, b, self._combine(a, b))
+        if self.seg_time_scale > 0:
+            span = max(self._item("seg_end", i + 1) - self._item("seg_start", i), 0.0)
+            cost = _f32(cost * _f32(1.0 + span / self.seg_time_scale))
+        return cost
+
     def _recost(self, i: int) -> None:
         """Refresh the cached merge costs of the pairs around segment ``i`` after it changed."""
         if self._costs is not None:
             lo, hi = max(i - 1, 0), min(i + 1, self.layout.segments - 1)
-            if hi > lo:
-                self._costs[lo:hi] = self._merge_cost(lo, hi)
+            costs = self._costs.numpy() if self._host is not None else self._costs
+            stats = {}
+            for p in range(lo, hi):  # pair p: rows p and p + 1 (inf where p + 1 is not in use)
+                if not self._item("seg_used", p + 1):
+                    costs[p] = math.inf
+                    continue
+                for r in (p, p + 1):
+                    if r not in stats:
+                        stats[r] = self._row_stats(r)
+                costs[p] = self._pair_cost(p, stats[p], stats[p + 1])
 
     def _merge_segments(self) -> None:
         """Merge the adjacent pair of the lowest merge cost (full timeline): the one whose merged line
@@ -631,23 +734,32 @@ class DeltaMem:
             self._costs = self._merge_cost()
         i = int(self._costs.argmin())
         j = i + 1
-        ca, cb = int(self.seg_count[i]), int(self.seg_count[j])
-        merged = self._combine(self._seg_stats(i), self._seg_stats(j))
-        self._store_seg(i, merged, float(self.seg_start[i]), float(self.seg_end[j]))
+        sa, sb = self._row_stats(i), self._row_stats(j)
+        ca, cb = int(sa[0]), int(sb[0])
+        merged = self._combine(sa, sb)
+        self._store_seg(i, merged, self._item("seg_start", i), self._item("seg_end", j))
         a, b = self.seg_channels[i].float(), self.seg_channels[j].float()
         self.seg_channels[i] = torch.where(self._max_channels, torch.maximum(a, b), (ca * a + cb * b) / (ca + cb))
-        self.seg_folded[i] += self.seg_folded[j]
-        ta, tb = int(self.seg_thumb[i]), int(self.seg_thumb[j])
+        ta, tb = self._item("seg_thumb", i), self._item("seg_thumb", j)
         keep, drop = (tb, ta) if (cb > ca and tb >= 0) or ta < 0 else (ta, tb)
-        self.seg_thumb[i] = keep
+        self._put("seg_thumb", i, keep)
 
         n = self.layout.segments
-        for name in self._seg_names:  # close the gap: rows j+1.. move up one
-            buf = self._buffers[name]
-            buf[j : n - 1] = buf[j + 1 : n].clone()
-        self.seg_used[n - 1] = False
-        self.seg_thumb[n - 1] = -1
-        self._costs[j : n - 2] = self._costs[j + 1 : n - 1].clone()
+        if self._host is not None:  # numpy: plain copies, and overlapping ranges copy as if through a temporary
+            h = self._host
+            h["seg_folded"][i] += h["seg_folded"][j]
+            for name in self._seg_names:  # close the gap: rows j+1.. move up one
+                h[name][j : n - 1] = h[name][j + 1 : n]
+            costs = self._costs.numpy()
+            costs[j : n - 2] = costs[j + 1 : n - 1]
+        else:
+            self.seg_folded[i] += self.seg_folded[j]
+            for name in self._seg_names:
+                buf = self._buffers[name]
+                buf[j : n - 1] = buf[j + 1 : n].clone()
+            self._costs[j : n - 2] = self._costs[j + 1 : n - 1].clone()
+        self._put("seg_used", n - 1, False)
+        self._put("seg_thumb", n - 1, -1)
         self._costs[n - 2] = math.inf
         self._recost(i)
         self._release_thumbs([drop])
