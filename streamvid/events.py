@@ -71,7 +71,7 @@ class DetectorConfig:
     face_every: int = 4  # run the face detector on every n-th frame (0: never); the count holds between
     face_depth: float = 0.6  # faces are looked for down to this fraction of a track's box height ...
     face_depth_upright: float = 0.35  # ... or of an upright whole body's (see _face_regions)
-    upright_aspect: float = 1.8  # height / width from which a box away from the border is a whole body
+    upright_aspect: float = 1.8  # height / width from which a box clear of the bottom border is a whole body
     head_frac: float = 0.2  # the largest a face can be on a whole body, as a fraction of its height
 
 
@@ -663,23 +663,24 @@ class EventDetector:
         overlapping ones are joined, so no face is counted twice. ``largest`` is the largest face
         size in pixels worth looking for in the box (0: no limit).
 
-        An upright box away from the frame border (``upright_aspect``) is a whole body: its face
-        is at most ``head_frac`` of its height (an adult's head is about an eighth), so it is
-        looked for only down to ``face_depth_upright`` and only up to that size, and not at all
-        when even that face would be smaller than the cascade's 24-pixel window: the people far
-        from the camera, where the cascade cannot find a face, cost nothing. Near the border a box may be a partial body (a
-        head and shoulders coming in), so it keeps the general rule.
+        An upright box (``upright_aspect``) clear of the bottom border is a whole body, or one cut
+        at a side, which keeps its height: its face is at most ``head_frac`` of that height (an
+        adult's head is about an eighth), so it is looked for only down to ``face_depth_upright``
+        and only up to that size, and not at all when even that face would be smaller than the
+        cascade's 24-pixel window: the people far from the camera, where the cascade cannot find a
+        face, cost nothing. At the bottom border a box may be the top of a body (a head and
+        shoulders coming in), so it keeps the general rule.
         """
         cfg = self.cfg
         f = min(1.0, 640 / W)  # the cascade's scale (see _count_faces)
-        ah, aw = self._shape or (H / self._scale, W / self._scale)
+        ah = self._shape[0] if self._shape else H / self._scale  # the analysis image's height
         boxes = []
         for tr in self._tracks:
             if tr.lost_since is not None:
                 continue
             x, y, w, h = tr.box * self._scale
             depth, largest = cfg.face_depth, 0.0
-            if h >= cfg.upright_aspect * w and not _at_border(tr.box, aw, ah, cfg.border_frac):
+            if h >= cfg.upright_aspect * w and tr.box[1] + tr.box[3] < ah * (1 - cfg.border_frac):
                 largest = cfg.head_frac * h
                 if largest * f < _FACE_WINDOW:
                     continue

@@ -164,6 +164,7 @@ def test_faces_are_looked_for_on_the_tracks_only(monkeypatch):
     assert regions == [(0, 12, 133, 116, 0), (377, 72, 483, 156, 0), (517, 0, 623, 104, 32)]
     assert det._count_faces(rgb) == 3
     assert calls == [((104, 133), (0, 0)), ((84, 106), (0, 0)), ((104, 106), (32, 32))]
-    # an upright box at the frame border may be a partial body (a close-up coming in): general rule
-    det._tracks = [track(7, (150, 120, 20, 60))]
-    assert det._face_regions(360, 640) == [(282, 202, 358, 320, 0)]
+    # an upright box at the bottom border may be the top of a body (a close-up coming in): the
+    # general rule; one cut at a side keeps its height, so the whole-body rule holds
+    det._tracks = [track(7, (150, 120, 20, 60)), track(8, (300, 20, 15, 60))]
+    assert det._face_regions(360, 640) == [(282, 202, 358, 320, 0), (584, 2, 640, 90, 24)]
