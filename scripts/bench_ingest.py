@@ -10,10 +10,10 @@ so that the peak RSS (``resource.getrusage``) belongs to that measurement alone.
 
 The stage timings come from wrappers made here, not from the library: the frame iterator is
 wrapped (decode wait: time blocked on the next frame from the decode thread), the encoder, the
-event detector and the memory are proxies that time ``encode_frames``, ``update``/``finish`` and
-``update``, and a ``Watcher`` subclass times ``_pin`` (description, crop embedding, thumbnail and
-``memory.pin`` of each entry/exit; ``describe`` and ``encode_image`` are also timed on their own,
-inside the pins). Whatever ``ingest`` spends outside those calls is "other".
+event detector and the memory are proxies that time ``encode_frames``, ``prepare`` (on the
+encoder's thread), ``update``/``finish`` and ``update``, and a ``Watcher`` subclass times ``_pin``
+(description, crop embedding, thumbnail and ``memory.pin`` of each entry/exit; ``describe`` and
+``encode_image`` are also timed on their own, inside the pins). Whatever ``ingest`` spends outside those calls is "other".
 The memory update includes the JPEG thumbnail it asks for when a segment opens.
 
 Model loading (the encoder's constructor) is timed separately and excluded from ingest. The
@@ -47,8 +47,10 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VIDEOS = ["samples/lobby.mp4"]
 SHARED_VIDEO = "../shared/data/vtest.avi"
 ENCODERS = ("classic", "clip")
-STAGES = ("decode", "encoder", "detector", "memory", "pins")
-STAGE_TITLES = {"decode": "decode wait", "encoder": "encoder (own thread)", "detector": "detector",
+STAGES = ("decode", "encoder", "prep", "detector", "memory", "pins")
+THREAD_STAGES = ("encoder", "prep")  # on the encoder's thread, beside the main thread's stages
+STAGE_TITLES = {"decode": "decode wait", "encoder": "encoder (own thread)",
+                "prep": "detector prepare (encoder's thread)", "detector": "detector",
                 "memory": "memory update", "pins": "pins", "other": "other (incl. encoder wait)"}
 
 
@@ -219,7 +221,7 @@ def job_ingest(job: dict) -> dict:
             Timed(encoder, clock, {"encode_frames": "encoder", "describe": "describe",
                                    "encode_image": "embed"}),  # the last two: parts of pins
             Timed(memory, clock, {"update": "memory"}),
-            Timed(EventDetector(), clock, {"update": "detector", "finish": "detector"}),
+            Timed(EventDetector(), clock, {"prepare": "prep", "update": "detector", "finish": "detector"}),
             batch_size=job["batch_size"],
         )
         watcher.clock = clock
@@ -228,9 +230,9 @@ def job_ingest(job: dict) -> dict:
         stats = watcher.ingest(frames)
         wall = time.perf_counter() - t1
         stages = {s: clock.seconds.get(s, 0.0) for s in STAGES}
-        # the encoder runs one batch ahead on its own thread: its time overlaps the main thread's
-        # stages, and the main thread's wait for it is part of "other"
-        stages["other"] = max(0.0, stats.seconds - sum(v for k, v in stages.items() if k != "encoder"))
+        # the encoder and the detector's prepare run one batch ahead on their own thread: their
+        # time overlaps the main thread's stages, and the main thread's wait for them is "other"
+        stages["other"] = max(0.0, stats.seconds - sum(v for k, v in stages.items() if k not in THREAD_STAGES))
         video_s = _video_seconds(src.info, stats.last_t, job["fps"])
         runs.append({
             "frames": stats.frames, "seconds": stats.seconds, "wall": wall, "fps": stats.fps,
@@ -370,8 +372,8 @@ def report(args, machine: dict, decode: dict, ingest: dict, command: str) -> str
             cells.append("n/a" if s == "pins" and not r["pins_timed"] else f"{1000 * sec / n:.1f} ({pct:.0f}%)")
         st.add(Path(video).name, enc, *cells)
     out.append("Per-stage breakdown of ingest (wall time inside Watcher.ingest, per ingested frame; the "
-               "encoder works on its own thread, so its share overlaps the others and the shares add up "
-               "to more than 100 %):")
+               "encoder and the detector's prepare work on their own thread, so their shares overlap the "
+               "others and the shares add up to more than 100 %):")
     out.append("")
     out.append(st.render(md))
     out.append("")

@@ -99,6 +99,18 @@ class DetectorOutput:
 
 
 @dataclass
+class PreparedFrame:
+    """:meth:`EventDetector.prepare`'s result for one frame (what :meth:`~EventDetector.update` takes)."""
+
+    small: np.ndarray  # [h, w, 3] uint8 RGB at the analysis width
+    ycc: np.ndarray  # [h, w, 3] float32 YCrCb, blurred
+    brightness: float  # mean luma / 255
+    cut: bool  # a scene cut since the frame before
+    moving: bool  # the camera moved since the frame before
+    scale: float  # frame pixels per analysis pixel
+
+
+@dataclass
 class _Track:
     id: int
     box: np.ndarray  # x, y, w, h (analysis pixels, float)
@@ -210,19 +222,44 @@ class EventDetector:
         self.last_t = 0.0
 
     # ---------------------------------------------------------------- public
-    def update(self, frame: Frame) -> DetectorOutput:
-        cfg = self.cfg
-        t = frame.t
-        self.last_t = t
-        small = self._resize(frame.rgb)
+    def prepare(self, frame: Frame) -> PreparedFrame:
+        """The work on ``frame`` that needs no tracking state: the analysis image, its blurred
+        YCrCb, the brightness and the scene checks against the frame before.
+
+        :meth:`update` calls it when it is not given its result. It must see every frame once,
+        in order (the scene checks compare consecutive frames), and it may run on another thread,
+        ahead of :meth:`update`: :class:`~streamvid.pipeline.Watcher` runs it beside the encoder,
+        off the thread that tracks, so the two share the work of a frame.
+        """
+        rgb = frame.rgb
+        h, w = rgb.shape[:2]
+        pw = min(self.cfg.proc_width, w)
+        ph = max(16, round(h * pw / w))
+        small = cv2.resize(rgb, (pw, ph), interpolation=cv2.INTER_AREA) if pw != w else rgb
         ycc = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb), (5, 5), 1.2).astype(np.float32)
         gray = ycc[..., 0]
         brightness = float(gray.mean() / 255.0)
+        cut, moving = self._scene_checks(small, gray)
+        return PreparedFrame(small, ycc, brightness, cut, moving, w / pw)
+
+    def update(self, frame: Frame, prepared: PreparedFrame | None = None) -> DetectorOutput:
+        """The detector's step for ``frame`` (``prepared``: :meth:`prepare`'s result for it, or
+        None to prepare it here)."""
+        p = self.prepare(frame) if prepared is None else prepared
+        cfg = self.cfg
+        t = frame.t
+        self.last_t = t
+        small, ycc, brightness = p.small, p.ycc, p.brightness
+        if self._shape != small.shape[:2]:
+            if self._shape is not None:  # the source changed size: start over
+                self._bg = None
+            self._shape = small.shape[:2]
+        self._scale = p.scale
         faces_due = bool(cfg.face_every) and self._frames % cfg.face_every == 0
         self._frames += 1
         faces = self._faces_seen  # the count holds between face runs, and across boundaries
 
-        cut, moving = self._scene_checks(small, gray)
+        cut, moving = p.cut, p.moving
         if cut or moving or self._bg is None:
             self._reset_background(ycc, keep_tracks=not cut)
             signals = FrameSignals(0.0, 0.0, float(faces), brightness, 1.0 if cut else 0.0)
@@ -269,17 +306,6 @@ class EventDetector:
         return pending + self._flush_lost(self.last_t, force=True)
 
     # ---------------------------------------------------------------- scene
-    def _resize(self, rgb: np.ndarray) -> np.ndarray:
-        h, w = rgb.shape[:2]
-        pw = min(self.cfg.proc_width, w)
-        ph = max(16, round(h * pw / w))
-        if self._shape != (ph, pw):
-            if self._shape is not None:  # the source changed size: start over
-                self._bg = None
-            self._shape = (ph, pw)
-            self._scale = w / pw
-        return cv2.resize(rgb, (pw, ph), interpolation=cv2.INTER_AREA) if pw != w else rgb
-
     def _scene_checks(self, small: np.ndarray, gray: np.ndarray) -> tuple[bool, bool]:
         return self._view.check(small, gray)
 

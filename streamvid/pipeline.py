@@ -28,13 +28,13 @@ import cv2
 import numpy as np
 import torch
 
-from streamvid.events import DetectorOutput, EventDetector
+from streamvid.events import DetectorOutput, EventDetector, PreparedFrame
 from streamvid.memory import DeltaMem, MemoryLayout
 from streamvid.memory.bank import FrameUpdate
 from streamvid.models.base import Encoder
 from streamvid.sources import SamplingGrid
 from streamvid.timefmt import fmt_time
-from streamvid.types import Detection, Frame, VideoInfo
+from streamvid.types import Detection, Encoded, Frame, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,13 @@ class Watcher:
         # The encoder works one batch ahead on its own thread while this one runs the detector and
         # the memory on the batch before: OpenCV, NumPy's array loops and torch release the GIL, so
         # the two overlap on a multi-core machine (and a GPU encoder runs while the CPU detects).
-        # Frames still enter the memory strictly in order.
+        # The detector's stateless part (:meth:`EventDetector.prepare`) runs there too, after the
+        # encoder, to share the work of a frame between the two threads. Frames still enter the
+        # memory strictly in order.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamvid-encode") as pool:
             pending: tuple[list[Frame], Future] | None = None
             for batch in _batches(self._frames(frames, offset, stop, stats), self.batch_size):
-                ahead = (batch, pool.submit(self.encoder.encode_frames, [f.rgb for f in batch]))
+                ahead = (batch, pool.submit(self._encode, batch))
                 if pending is not None:
                     first = self._steps(*pending, stats, first, on_frame)
                 pending = ahead
@@ -163,11 +165,19 @@ class Watcher:
         stats.seconds = time.perf_counter() - t0
         return stats
 
+    def _encode(self, batch: list[Frame]) -> list[tuple[Encoded, PreparedFrame | None]]:
+        """The encoder thread's work on a batch → ``(encoded, prepared)`` per frame; ``prepared``
+        is the detector's :meth:`~streamvid.events.EventDetector.prepare` result, or None for a
+        detector without one."""
+        encoded = self.encoder.encode_frames([f.rgb for f in batch])
+        prepare = getattr(self.detector, "prepare", None)
+        return list(zip(encoded, [prepare(f) for f in batch] if prepare else [None] * len(batch)))
+
     def _steps(self, batch: list[Frame], encoded: Future, stats: IngestStats, first: bool,
                on_frame: Callable[[Frame], None] | None) -> bool:
         """Detect, update and pin each frame of an encoded batch → whether the next frame is still the first."""
-        for frame, enc in zip(batch, encoded.result()):
-            self._step(frame, enc, stats, boundary=first)
+        for frame, (enc, prepared) in zip(batch, encoded.result()):
+            self._step(frame, enc, stats, boundary=first, prepared=prepared)
             first = False
             if on_frame is not None:
                 on_frame(frame)
@@ -192,15 +202,18 @@ class Watcher:
                 return
             yield dataclasses.replace(frame, t=frame.t + offset) if offset else frame
 
-    def _step(self, frame: Frame, enc, stats: IngestStats, boundary: bool = False) -> None:
-        update, out = self.observe(frame, enc, boundary=boundary)
+    def _step(self, frame: Frame, enc, stats: IngestStats, boundary: bool = False,
+              prepared: PreparedFrame | None = None) -> None:
+        update, out = self.observe(frame, enc, boundary=boundary, prepared=prepared)
         self.memory.update(update.t, update.enc, update.channels, thumb=update.thumb, boundary=update.boundary)
         self.commit(frame, out, stats)
 
-    def observe(self, frame: Frame, enc, *, boundary: bool = False) -> tuple[FrameUpdate, DetectorOutput]:
+    def observe(self, frame: Frame, enc, *, boundary: bool = False,
+                prepared: PreparedFrame | None = None) -> tuple[FrameUpdate, DetectorOutput]:
         """Run the detector on ``frame`` → what to write into the memory, and the detector's output
-        for :meth:`commit` once it is written (a MemoryBank writes several streams' frames at once)."""
-        out = self.detector.update(frame)
+        for :meth:`commit` once it is written (a MemoryBank writes several streams' frames at once).
+        ``prepared``: the detector's ``prepare(frame)``, when it was run ahead (see :meth:`ingest`)."""
+        out = self.detector.update(frame) if prepared is None else self.detector.update(frame, prepared)
         if self.on_signals is not None:
             self.on_signals(frame, out, enc)
         max_bytes = self.memory.layout.thumb_bytes

@@ -95,3 +95,46 @@ def test_configure_threads_for_classic():
     finally:
         cv2.setNumThreads(cv_before)
         torch.set_num_threads(torch_before)
+
+
+def test_detector_prepares_each_frame_on_the_encoder_thread_in_order():
+    """The detector's stateless part runs beside the encoder, once per frame and in order; its
+    update gets that frame's result. A detector without ``prepare`` is updated as before."""
+    calls: list[tuple[str, float, str]] = []
+
+    class RecordingDetector(EventDetector):
+        def prepare(self, frame):
+            calls.append(("prepare", frame.t, threading.current_thread().name))
+            return super().prepare(frame)
+
+        def update(self, frame, prepared=None):
+            assert prepared is not None and prepared.small.shape[1] == frame.rgb.shape[1]
+            calls.append(("update", frame.t, threading.current_thread().name))
+            return super().update(frame, prepared)
+
+    enc = ClassicEncoder()
+    frames = _frames(12)
+    memory = new_memory(enc, 1 << 20)
+    Watcher(enc, memory, RecordingDetector(), batch_size=4).ingest(frames)
+    prepared = [(t, name) for kind, t, name in calls if kind == "prepare"]
+    updated = [(t, name) for kind, t, name in calls if kind == "update"]
+    assert [t for t, _ in prepared] == [t for t, _ in updated] == [f.t for f in frames]
+    assert all(name.startswith("streamvid-encode") for _, name in prepared)
+    assert all(name == threading.current_thread().name for _, name in updated)
+    for f in frames:  # each frame prepared before it is updated
+        assert calls.index(("prepare", f.t, prepared[0][1])) < calls.index(("update", f.t, updated[0][1]))
+
+    class Plain:  # the duck-typed detector interface: update(frame) and finish()
+        def __init__(self):
+            self.inner = EventDetector()
+
+        def update(self, frame):
+            return self.inner.update(frame)
+
+        def finish(self):
+            return self.inner.finish()
+
+    plain_memory = new_memory(enc, 1 << 20)
+    assert Watcher(enc, plain_memory, Plain(), batch_size=4).ingest(frames).frames == 12
+    ours, theirs = memory.buffers(), plain_memory.buffers()
+    assert all(torch.equal(ours[name], theirs[name]) for name in ours)
