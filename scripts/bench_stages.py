@@ -85,9 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="bench_stages: %(message)s")
     log.setLevel(logging.INFO)  # this script's progress; the library's own INFO lines stay quiet
+    from streamvid.errors import one_line
     from streamvid.sources import FileSource
 
-    frames = list(FileSource(args.video, fps=args.fps, max_side=args.max_side))
+    try:
+        frames = list(FileSource(args.video, fps=args.fps, max_side=args.max_side))
+    except Exception as e:  # a missing or undecodable video: one line, not a traceback
+        print(f"bench_stages: {one_line(e)}", file=sys.stderr)
+        return 2
     if not frames:
         print(f"bench_stages: no frames in {args.video}", file=sys.stderr)
         return 2
