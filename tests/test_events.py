@@ -164,6 +164,25 @@ def test_faces_are_looked_for_on_the_tracks_only(monkeypatch):
     assert regions == [(0, 12, 133, 116, 0), (377, 72, 483, 156, 0), (517, 0, 623, 104, 32)]
     assert det._count_faces(rgb) == 3
     assert calls == [((104, 133), (0, 0)), ((84, 106), (0, 0)), ((104, 106), (32, 32))]
+    # a row of boxes that overlap in a chain is not joined into one region much larger than
+    # themselves; a face found in two overlapping regions counts once
+    det._tracks = [track(9, (10, 100, 60, 40)), track(10, (70, 40, 60, 40)), track(11, (130, 100, 60, 40))]
+    regions = det._face_regions(360, 640)
+    assert len(regions) == 3
+    joined = (min(r[0] for r in regions), min(r[1] for r in regions), max(r[2] for r in regions),
+              max(r[3] for r in regions))
+    assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions) < (joined[2] - joined[0]) * (joined[3] - joined[1])
+
+    class SameFace:  # the face at (300, 150, 40, 40) of the frame, seen from both regions
+        answers = iter([[(50, 50, 40, 40)], [(20, 30, 40, 40)]])
+
+        def detectMultiScale(self, gray, **kw):
+            return next(self.answers)
+
+    det._faces = SameFace()
+    monkeypatch.setattr(det, "_face_regions", lambda H, W: [(250, 100, 400, 250, 0), (280, 120, 420, 260, 0)])
+    assert det._count_faces(rgb) == 1
+    monkeypatch.undo()
     # an upright box at the bottom border may be the top of a body (a close-up coming in): the
     # general rule; one cut at a side keeps its height, so the whole-body rule holds
     det._tracks = [track(7, (150, 120, 20, 60)), track(8, (300, 20, 15, 60))]
