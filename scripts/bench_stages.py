@@ -1,6 +1,7 @@
 """CPU time per pipeline stage, one thread, decoding excluded (issue 7's throughput work).
 
-    python scripts/bench_stages.py VIDEO [--fps 2] [--max-side 640] [--repeat 3] [--budget-mib 4]
+    python scripts/bench_stages.py VIDEO [--fps 2] [--max-side 640] [--start S] [--end S]
+                                         [--repeat 3] [--budget-mib 4]
 
 ``bench_ingest`` measures what ``watch`` does end to end, with decoding, the encoder's thread and
 the main thread sharing the cores, so its stage times include waiting for a core. This script
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("video")
     p.add_argument("--fps", type=float, default=2.0, help="sampling rate (default 2, as watch)")
     p.add_argument("--max-side", type=int, default=640, help="frames scaled to at most this (default 640)")
+    p.add_argument("--start", type=float, default=0.0, help="first second of the video to use (default 0)")
+    p.add_argument("--end", type=float, default=None, help="last second of the video to use (default: the end)")
     p.add_argument("--repeat", type=int, default=3, help="runs; the best is reported (default 3)")
     p.add_argument("--budget-mib", type=float, default=4.0, help="memory budget (default 4 MiB)")
     args = p.parse_args(argv)
@@ -89,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     from streamvid.sources import FileSource
 
     try:
-        frames = list(FileSource(args.video, fps=args.fps, max_side=args.max_side))
+        frames = list(FileSource(args.video, fps=args.fps, max_side=args.max_side, start=args.start,
+                                 end=args.end))
     except Exception as e:  # a missing or undecodable video: one line, not a traceback
         print(f"bench_stages: {one_line(e)}", file=sys.stderr)
         return 2
@@ -106,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if best is None or total < best[0]:
             best = (total, clock, n)
     total, clock, n = best
-    print(f"{n} frames of `{args.video}` ({frames[0].rgb.shape[1]}×{frames[0].rgb.shape[0]}, "
+    span = f", {args.start:g}–{frames[-1].t:.0f} s" if args.start or args.end is not None else ""
+    print(f"{n} frames of `{args.video}`{span} ({frames[0].rgb.shape[1]}×{frames[0].rgb.shape[0]}, "
           f"{args.fps:g} fps), classic encoder, {args.budget_mib:g} MiB memory; best of {args.repeat} runs; "
           f"load average {load:.2f} before, {os.getloadavg()[0]:.2f} after.\n")
     print("| stage | CPU ms per frame |\n|---|---:|")

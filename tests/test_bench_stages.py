@@ -33,6 +33,8 @@ def test_prints_the_cpu_of_every_stage(tmp_path, capsys, one_torch_thread):
     total = float(rows["**all**"].strip("*"))
     parts = sum(float(rows[s]) for s in ("encoder", "detector", "memory update", "pins"))
     assert parts <= total + 0.05  # the stages are parts of the whole
+    assert _load().main([str(video), "--start", "1", "--end", "3", "--repeat", "1"]) == 0
+    assert "5 frames" in capsys.readouterr().out  # 1.0, 1.5, ... 3.0 s
 
 
 def test_a_missing_video_is_a_one_line_error(tmp_path, capsys):
