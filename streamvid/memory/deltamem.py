@@ -55,6 +55,13 @@ def _f32(v: float) -> float:
     return float(np.float32(v))
 
 
+def _shift_up(buf: np.ndarray | torch.Tensor, j: int, n: int) -> None:
+    """``buf[j : n - 1] = buf[j + 1 : n]``: rows ``j + 1 ..`` move up one. numpy copies overlapping
+    ranges as if through a temporary; torch needs the copy made."""
+    src = buf[j + 1 : n]
+    buf[j : n - 1] = src.clone() if isinstance(src, torch.Tensor) else src
+
+
 def _col(v: torch.Tensor | float) -> torch.Tensor | float:
     """``v[..., None]`` for a tensor of per-run scalars; a Python float as it is (it broadcasts)."""
     return v[..., None] if isinstance(v, torch.Tensor) else v
@@ -712,11 +719,15 @@ class DeltaMem:
             cost = _f32(cost * _f32(1.0 + span / self.seg_time_scale))
         return cost
 
+    def _host_costs(self) -> np.ndarray | torch.Tensor:
+        """The cached merge costs, as a numpy view on a CPU (see :meth:`_item`)."""
+        return self._costs.numpy() if self._host is not None else self._costs
+
     def _recost(self, i: int) -> None:
         """Refresh the cached merge costs of the pairs around segment ``i`` after it changed."""
         if self._costs is not None:
             lo, hi = max(i - 1, 0), min(i + 1, self.layout.segments - 1)
-            costs = self._costs.numpy() if self._host is not None else self._costs
+            costs = self._host_costs()
             stats = {}
             for p in range(lo, hi):  # pair p: rows p and p + 1 (inf where p + 1 is not in use)
                 if not self._item("seg_used", p + 1):
@@ -745,19 +756,11 @@ class DeltaMem:
         self._put("seg_thumb", i, keep)
 
         n = self.layout.segments
-        if self._host is not None:  # numpy: plain copies, and overlapping ranges copy as if through a temporary
-            h = self._host
-            h["seg_folded"][i] += h["seg_folded"][j]
-            for name in self._seg_names:  # close the gap: rows j+1.. move up one
-                h[name][j : n - 1] = h[name][j + 1 : n]
-            costs = self._costs.numpy()
-            costs[j : n - 2] = costs[j + 1 : n - 1]
-        else:
-            self.seg_folded[i] += self.seg_folded[j]
-            for name in self._seg_names:
-                buf = self._buffers[name]
-                buf[j : n - 1] = buf[j + 1 : n].clone()
-            self._costs[j : n - 2] = self._costs[j + 1 : n - 1].clone()
+        bufs = self._host if self._host is not None else self._buffers
+        bufs["seg_folded"][i] += bufs["seg_folded"][j]
+        for name in self._seg_names:  # close the gap: rows j+1.. move up one
+            _shift_up(bufs[name], j, n)
+        _shift_up(self._host_costs(), j, n - 1)
         self._put("seg_used", n - 1, False)
         self._put("seg_thumb", n - 1, -1)
         self._costs[n - 2] = math.inf
