@@ -13,7 +13,8 @@ wrapped (decode wait: time blocked on the next frame from the decode thread), th
 event detector and the memory are proxies that time ``encode_frames``, ``prepare`` (on the
 encoder's thread), ``update``/``finish`` and ``update``, and a ``Watcher`` subclass times ``_pin``
 (description, crop embedding, thumbnail and ``memory.pin`` of each entry/exit; ``describe`` and
-``encode_image`` are also timed on their own, inside the pins). Whatever ``ingest`` spends outside those calls is "other".
+``encode_image`` are also timed on their own, inside the pins). Whatever ``ingest`` spends outside
+those calls is "other".
 The memory update includes the JPEG thumbnail it asks for when a segment opens.
 
 Model loading (the encoder's constructor) is timed separately and excluded from ingest. The
@@ -56,9 +57,11 @@ STAGE_TITLES = {"decode": "decode wait", "encoder": "encoder (own thread)",
 
 # ---------------------------------------------------------------------- timing wrappers
 class StageClock:
-    """Seconds and call counts per stage (plus the slowest single call)."""
+    """Seconds and call counts per stage (plus the slowest single call), read from ``clock``: wall
+    time by default; ``time.thread_time`` gives the CPU time of the calling thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock=time.perf_counter) -> None:
+        self.clock = clock
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self.slowest: dict[str, float] = defaultdict(float)
@@ -70,11 +73,11 @@ class StageClock:
 
     def wrap(self, stage: str, fn):
         def timed(*args, **kwargs):
-            t0 = time.perf_counter()
+            t0 = self.clock()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.add(stage, time.perf_counter() - t0)
+                self.add(stage, self.clock() - t0)
 
         return timed
 

@@ -21,11 +21,12 @@ import logging
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ingest import StageClock  # noqa: E402
 
 log = logging.getLogger("bench_stages")
 
@@ -33,18 +34,7 @@ DETECTOR_PARTS = ("_count_faces", "_hog_person", "_foreground", "_blobs", "_trac
                   "_scene_checks", "_is_ghost", "_appearance")
 
 
-def _timed(clock: Counter, key: str, fn):
-    def wrapper(*args, **kwargs):
-        t0 = time.thread_time()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            clock[key] += time.thread_time() - t0
-
-    return wrapper
-
-
-def run_once(frames, budget_mib: float) -> tuple[float, Counter, int]:
+def run_once(frames, budget_mib: float) -> tuple[float, dict[str, float], int]:
     """One pass over ``frames`` → (CPU seconds in all, CPU seconds per stage, frames)."""
     from streamvid.events import EventDetector
     from streamvid.models.factory import create_encoder
@@ -54,26 +44,27 @@ def run_once(frames, budget_mib: float) -> tuple[float, Counter, int]:
     configure_threads(enc)
     mem = new_memory(enc, int(budget_mib * (1 << 20)))
     det = EventDetector()
-    clock: Counter = Counter()
-    det.update = _timed(clock, "detector", det.update)
-    mem.update = _timed(clock, "memory update", mem.update)
+    clock = StageClock(time.thread_time)  # CPU time of this thread
+    det.update = clock.wrap("detector", det.update)
+    mem.update = clock.wrap("memory update", mem.update)
     for name in DETECTOR_PARTS:
-        setattr(det, name, _timed(clock, f"detector: {name.lstrip('_')}", getattr(det, name)))
+        setattr(det, name, clock.wrap(f"detector: {name.lstrip('_')}", getattr(det, name)))
     watcher = Watcher(enc, mem, det)
-    watcher._pin = _timed(clock, "pins", watcher._pin)
+    watcher._pin = clock.wrap("pins", watcher._pin)
+    # the batch call is timed, not enc.encode_frames itself: the pins' crop embeddings call it too
+    # and count as pins
+    encode = clock.wrap("encoder", enc.encode_frames)
     stats = IngestStats()
     t0 = time.thread_time()
     first = True
     for i in range(0, len(frames), watcher.batch_size):  # encode a batch, then step its frames
         batch = frames[i:i + watcher.batch_size]
-        c0 = time.thread_time()  # timed here, not wrapped: the pins' crop embeddings count as pins
-        encoded = enc.encode_frames([f.rgb for f in batch])
-        clock["encoder"] += time.thread_time() - c0
+        encoded = encode([f.rgb for f in batch])
         for frame, e in zip(batch, encoded):
             watcher._step(frame, e, stats, boundary=first)
             first = False
     watcher.finish(stats)
-    return time.thread_time() - t0, clock, len(frames)
+    return time.thread_time() - t0, clock.seconds, len(frames)
 
 
 def main(argv: list[str] | None = None) -> int:
