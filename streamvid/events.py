@@ -668,7 +668,7 @@ class EventDetector:
             return 0
         if self._faces is None:
             self._faces = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-        f = min(1.0, 640 / rgb.shape[1])  # the cascade sees the frame at most 640 px wide
+        f = _face_scale(rgb.shape[1])
         found: list[tuple[float, float, float, float]] = []  # faces in frame pixels (x, y, w, h)
         for x0, y0, x1, y1, largest in regions:
             roi = rgb[y0:y1, x0:x1]
@@ -707,7 +707,7 @@ class EventDetector:
         shoulders coming in), so it keeps the general rule.
         """
         cfg = self.cfg
-        f = min(1.0, 640 / W)  # the cascade's scale (see _count_faces)
+        f = _face_scale(W)
         ah = self._shape[0] if self._shape else H / self._scale  # the analysis image's height
         boxes = []
         for tr in self._tracks:
@@ -744,6 +744,11 @@ class EventDetector:
                     out.append(list(b))
             boxes = out
         return [(int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1)), int(np.ceil(big))) for x0, y0, x1, y1, big in boxes]
+
+
+def _face_scale(width: int) -> float:
+    """The scale at which the face cascade sees a frame ``width`` pixels wide: at most 640 px wide."""
+    return min(1.0, 640 / width)
 
 
 def _area(box: list[float]) -> float:
