@@ -161,7 +161,8 @@ def test_delta_assign_triton_checks_arguments(assign_mod, device):
     with pytest.raises(TypeError):
         f(x.double(), k, valid)
     with pytest.raises(ValueError, match="best_sim"):
-        f(x, k, valid, out=(torch.empty(1, 4, dtype=torch.int64), torch.empty(1, 3), torch.empty(1, 4)))
+        f(x, k, valid, out=(torch.empty(1, 4, dtype=torch.int64, device=device), torch.empty(1, 3, device=device),
+                            torch.empty(1, 4, device=device)))
 
 
 # ------------------------------------------------------------------------------------ delta_merge
@@ -423,6 +424,9 @@ def test_watch_gives_the_same_answers_through_the_triton_backend(device, monkeyp
     with the reference: same events, same times, scores within tolerance."""
     import json
 
+    if device == "cuda":  # `watch` keeps its memory on the CPU, where forcing Triton needs the interpreter
+        pytest.skip("the interpreter's check; on a GPU see test_memory_on_a_gpu_answers_as_the_cpu_reference")
+
     from streamvid import synth
     from streamvid.cli import main
 
@@ -443,3 +447,57 @@ def test_watch_gives_the_same_answers_through_the_triton_backend(device, monkeyp
             [(m["event"], m["t"], m["start"], m["end"]) for m in b["moments"]]
         for ma, mb in zip(a["moments"], b["moments"], strict=True):
             assert ma["score"] == pytest.approx(mb["score"], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_memory_on_a_gpu_answers_as_the_cpu_reference(tmp_path):
+    """On a CUDA GPU, a memory whose buffers live there runs its kernels on Triton (the dispatch's
+    ``auto`` rule, no environment variable); ingesting a video into it gives the memory and the
+    answers of the same ingest into a memory on the CPU (the PyTorch references). Skipped without CUDA."""
+    if not torch.cuda.is_available() or triton_interpreting():
+        pytest.skip("needs a CUDA GPU (and TRITON_INTERPRET unset)")
+    from streamvid import synth
+    from streamvid.models.classic import ClassicEncoder
+    from streamvid.pipeline import ingest_file, new_memory
+    from streamvid.query import answer_image, answer_text
+    from streamvid.sources import FileSource, SamplingGrid
+
+    assert dispatch.backend() == "auto"
+    video = tmp_path / "v.mp4"
+    synth.write_video(video, synth.crossing_scene(width=320, height=240, duration=8.0, t_in=1.0, t_out=6.0))
+    enc = ClassicEncoder()
+    calls = []
+    real = dispatch._load_kernels()
+    assert real is not None, dispatch._import_error
+
+    def counted(f):
+        def run(*a, **kw):
+            calls.append(f.__name__)
+            return f(*a, **kw)
+
+        return run
+
+    mems = {}
+    for device in ("cpu", "cuda"):
+        mem = new_memory(enc, 256 * 1024, device=device)
+        dispatch._kernels = tuple(counted(f) for f in real)
+        try:
+            ingest_file(FileSource(str(video), fps=4.0), SamplingGrid(0.0, 4.0), enc, mem)
+        finally:
+            dispatch._kernels = real
+        mems[device] = mem
+    cpu, gpu = mems["cpu"], mems["cuda"]
+    assert "delta_assign_triton" in calls and "delta_merge_triton" in calls  # the GPU memory used them
+    assert int(cpu.slot_used.sum()) > 0
+    assert torch.equal(cpu.slot_used, gpu.slot_used.cpu())
+    assert torch.equal(cpu.slot_count, gpu.slot_count.cpu())
+    torch.testing.assert_close(gpu.slot_k.cpu(), cpu.slot_k, rtol=1e-4, atol=1e-5)
+    probe = cpu.slot_k[cpu.slot_used][0]
+    for ask in (lambda m: answer_text(m, "who entered?", enc.encode_text, encoder_name=enc.name),
+                lambda m: answer_text(m, "red", enc.encode_text, encoder_name=enc.name),
+                lambda m: answer_image(m, "probe", probe)):
+        a, b = ask(cpu), ask(gpu)
+        assert a.intent == b.intent and len(a.moments) == len(b.moments)
+        for ma, mb in zip(a.moments, b.moments, strict=True):
+            assert (ma.event, ma.t, ma.start, ma.end) == (mb.event, mb.t, mb.start, mb.end)
+            assert ma.score == pytest.approx(mb.score, abs=1e-3)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from test_memory import QUIET, D, small_layout, unit
 
+from streamvid.kernels import triton_interpreting
 from streamvid.memory import DeltaMem, load, save
 from streamvid.memory.bank import FrameUpdate, MemoryBank
 from streamvid.types import Encoded
@@ -21,6 +22,8 @@ def _assert_same(a: DeltaMem, b: DeltaMem) -> None:
 
 @pytest.mark.parametrize("backend", ["reference", "triton"])
 def test_bank_update_equals_one_memory_at_a_time(backend, monkeypatch):
+    if backend == "triton" and not triton_interpreting():  # these memories are on the CPU
+        pytest.skip("forcing Triton on CPU tensors needs TRITON_INTERPRET=1 (see the GPU test below)")
     monkeypatch.setenv("STREAMVID_KERNELS", backend)
     frames = 40 if backend == "reference" else 6  # the Triton interpreter is slow: few frames
     layout = small_layout()
@@ -76,3 +79,27 @@ def test_bank_rejects_bad_input():
         MemoryBank(layout, 0)
     with pytest.raises(ValueError, match="layout"):
         bank.load(0, DeltaMem(small_layout(slots=8)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bank_on_a_gpu_matches_one_memory_at_a_time_on_the_cpu():
+    """A bank made with ``device="cuda"`` (no index: its buffers report ``cuda:0``) updates on the
+    GPU (the Triton kernels unless TRITON_INTERPRET is set) to the state of CPU memories."""
+    layout = small_layout()
+    B = 3
+    bank = MemoryBank(layout, B, device="cuda", novelty_threshold=0.3)
+    assert bank.device.index is not None and all(m.device == bank.device for m in bank.memories)
+    singles = [DeltaMem(layout, novelty_threshold=0.3) for _ in range(B)]
+    gens = [torch.Generator().manual_seed(10 + b) for b in range(B)]
+    for f in range(20):
+        ups = {}
+        for b in range(B):
+            enc = _frame(gens[b])
+            ups[b] = (0.5 * f, Encoded(enc.tokens.cuda(), enc.global_.cuda()))
+            singles[b].update(0.5 * f, enc, QUIET)
+        bank.update({b: FrameUpdate(t, enc, QUIET) for b, (t, enc) in ups.items()})
+    for b in range(B):
+        got, want = bank[b].buffers(), singles[b].buffers()
+        for name in ("slot_used", "slot_count", "seg_start", "seg_end"):
+            assert torch.equal(got[name].cpu(), want[name]), name
+        torch.testing.assert_close(got["slot_k"].cpu(), want["slot_k"], rtol=1e-4, atol=1e-5)

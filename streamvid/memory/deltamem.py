@@ -50,6 +50,15 @@ SEG_TIME_SCALE = 1.0  # seconds: the default ``seg_time_scale`` (a merge's cost 
 _F32_TINY = float(np.float32(1e-12))  # ``clamp_min(1e-12)`` on a float32 tensor clamps at this
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` with its index filled in: ``"cuda"`` is the current CUDA device (``cuda:0``, ...),
+    the device that tensors made there report, so that comparisons with them hold."""
+    d = torch.device(device)
+    if d.type != "cpu" and d.index is None:
+        d = torch.empty(0, device=d).device
+    return d
+
+
 def _f32(v: float) -> float:
     """``v`` rounded to float32 (as a float64 tensor's ``.float()`` does), as a Python float."""
     return float(np.float32(v))
@@ -216,7 +225,7 @@ class DeltaMem:
         storage: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.layout = layout
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.novelty_threshold = novelty_threshold
         self.gate_floor = gate_floor
         self.seg_threshold = seg_threshold
