@@ -6,8 +6,8 @@
     python scripts/bench_memory.py all --markdown
 
 ``sweep`` times one frame's update — ``delta_assign`` + ``delta_merge`` through the dispatch module
-(the reference on CPU) — for ``B`` streams in one call, on random unit tokens, with every slot
-valid. ``footprint`` runs each case in its own process (so peak RSS is that case's alone):
+(the reference on CPU; with ``--device cuda`` the Triton kernels, timed up to a device sync) — for
+``B`` streams in one call, on random unit tokens, with every slot valid. ``footprint`` runs each case in its own process (so peak RSS is that case's alone):
 
 - ``video``: ``streamvid watch``'s ingest (classic encoder, 2 fps, 4 MiB) over a video looped to
   6 and to 48 minutes (the loop continues the timestamps), then saves the memory;
@@ -18,7 +18,8 @@ It prints peak RSS, RSS after ingest and the snapshot's bytes for each case.
 
 ``bank`` times whole per-frame memory updates (timeline, claims, evictions and both kernels) of
 ``B`` streams of CLIP-sized tokens at a 4 MiB budget each: one :class:`MemoryBank` update (one
-``delta_assign`` and one ``delta_merge`` launch for all B) against B :meth:`DeltaMem.update` calls.
+``delta_assign`` and one ``delta_merge`` launch for all B) against B :meth:`DeltaMem.update` calls,
+the memories on ``--device`` (default cpu).
 """
 
 from __future__ import annotations
@@ -58,7 +59,15 @@ def machine() -> str:
 
 
 # ---------------------------------------------------------------------------------------- sweep
-def sweep(ms: list[int], bs: list[int], n: int, d: int, repeat: int) -> list[dict]:
+def _sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously) before reading a clock."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def sweep(ms: list[int], bs: list[int], n: int, d: int, repeat: int, device: str = "cpu") -> list[dict]:
     import torch
 
     from streamvid.kernels import dispatch
@@ -67,28 +76,32 @@ def sweep(ms: list[int], bs: list[int], n: int, d: int, repeat: int) -> list[dic
     rows = []
     for B in bs:
         for M in ms:
-            k = torch.nn.functional.normalize(torch.randn(B, M, d), dim=-1)
-            count = torch.ones(B, M, dtype=torch.int64)
-            imp = torch.zeros(B, M)
-            valid = torch.ones(B, M, dtype=torch.bool)
-            frames = [torch.nn.functional.normalize(torch.randn(B, n, d), dim=-1) for _ in range(4)]
+            k = torch.nn.functional.normalize(torch.randn(B, M, d), dim=-1).to(device)
+            count = torch.ones(B, M, dtype=torch.int64, device=device)
+            imp = torch.zeros(B, M, device=device)
+            valid = torch.ones(B, M, dtype=torch.bool, device=device)
+            frames = [torch.nn.functional.normalize(torch.randn(B, n, d), dim=-1).to(device) for _ in range(4)]
             times = []
-            for r in range(repeat + 1):  # the first round warms up
+            for r in range(repeat + 2):  # the first two rounds warm up (CUDA: kernel compilation)
                 x = frames[r % len(frames)]
+                _sync(device)
                 t0 = time.perf_counter()
                 idx, sim, _ = dispatch.delta_assign(x, k, valid)
                 dispatch.delta_merge(x, idx, k, count, imp, (1 - sim).clamp(0, 2), 0.02)
-                if r:
+                _sync(device)
+                if r > 1:
                     times.append(time.perf_counter() - t0)
             times.sort()
             ms_frame = 1000 * times[len(times) // 2]
-            rows.append({"B": B, "M": M, "N": n, "D": d, "ms_per_frame": ms_frame, "ms_per_stream": ms_frame / B})
+            rows.append({"B": B, "M": M, "N": n, "D": d, "device": device, "ms_per_frame": ms_frame,
+                         "ms_per_stream": ms_frame / B})
             print(f"B={B:3d} M={M:6d}: {ms_frame:8.2f} ms/frame ({ms_frame / B:.3f} ms per stream)", file=sys.stderr)
     return rows
 
 
 # ----------------------------------------------------------------------------------------- bank
-def bank(bs: list[int], frames: int, n: int = 49, d: int = 512, budget_mib: float = 4.0) -> list[dict]:
+def bank(bs: list[int], frames: int, n: int = 49, d: int = 512, budget_mib: float = 4.0,
+         device: str = "cpu") -> list[dict]:
     import torch
 
     from streamvid.memory import DeltaMem, MemoryLayout
@@ -105,28 +118,32 @@ def bank(bs: list[int], frames: int, n: int = 49, d: int = 512, budget_mib: floa
         for f in range(frames):
             x = scenes[(f // 20) % 8] + 0.15 * torch.randn(B, n, d, generator=gen)
             x = torch.nn.functional.normalize(x, dim=-1)
+            x = x.to(device)
             stream.append([Encoded(x[b], torch.nn.functional.normalize(x[b].mean(0), dim=-1)) for b in range(B)])
         timing = {}
         for mode in ("bank", "single"):
             if mode == "bank":
-                mb = MemoryBank(layout, B)
+                mb = MemoryBank(layout, B, device=device)
                 def step(t, encs, mb=mb):
                     mb.update({b: FrameUpdate(t, e, quiet) for b, e in enumerate(encs)})
             else:
-                mems = [DeltaMem(layout) for _ in range(B)]
+                mems = [DeltaMem(layout, device=device) for _ in range(B)]
 
                 def step(t, encs, mems=mems):
                     for m, e in zip(mems, encs):
                         m.update(t, e, quiet)
             times = []
             for f, encs in enumerate(stream):
+                _sync(device)
                 t0 = time.perf_counter()
                 step(0.5 * f, encs)
+                _sync(device)
                 if f >= 5:  # warm-up
                     times.append(time.perf_counter() - t0)
             times.sort()
             timing[mode] = 1000 * times[len(times) // 2]
-        rows.append({"B": B, "M": layout.slots, "N": n, "D": d, "frames": frames, "bank_ms": timing["bank"],
+        rows.append({"B": B, "M": layout.slots, "N": n, "D": d, "frames": frames, "device": device,
+                     "bank_ms": timing["bank"],
                      "single_ms": timing["single"]})
         print(f"B={B:3d}: bank {timing['bank']:.2f} ms/step, one at a time {timing['single']:.2f} ms/step",
               file=sys.stderr)
@@ -239,7 +256,7 @@ def markdown(sweep_rows: list[dict], foot_rows: list[dict]) -> str:
         ms = sorted({r["M"] for r in sweep_rows})
         r0 = sweep_rows[0]
         out.append(f"Update time per frame (ms; assign + merge of N={r0['N']} tokens, D={r0['D']}, "
-                   "all B streams in one call):\n")
+                   f"all B streams in one call, on {r0.get('device', 'cpu')}):\n")
         out.append("| M \\ B | " + " | ".join(str(b) for b in bs) + " |")
         out.append("|---:|" + "---:|" * len(bs))
         cell = {(r["B"], r["M"]): r["ms_per_frame"] for r in sweep_rows}
@@ -274,19 +291,29 @@ def main() -> None:
     p.add_argument("--video", default=str(ROOT / "samples" / "lobby.mp4"))
     p.add_argument("--minutes", type=float, nargs="+", default=[6, 48])
     p.add_argument("--hours", type=float, nargs="+", default=[10])
+    p.add_argument("--device", default="cpu",
+                   help="torch device of the memory for sweep and bank (default: cpu; cuda: the Triton kernels)")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args()
+    import torch
+
+    try:
+        dev = torch.device(args.device)
+    except RuntimeError as e:
+        p.error(f"--device {args.device}: {e}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: CUDA is not available on this machine")
     print(f"machine: {machine()}", file=sys.stderr)
-    s = sweep(args.slots, args.streams, args.tokens, args.dim, args.repeat) if args.what in ("sweep", "all") else []
+    s = sweep(args.slots, args.streams, args.tokens, args.dim, args.repeat, args.device) if args.what in ("sweep", "all") else []
     f = footprint(args.video, args.minutes, args.hours) if args.what in ("footprint", "all") else []
-    bk = bank(args.streams, args.frames) if args.what in ("bank", "all") else []
+    bk = bank(args.streams, args.frames, device=args.device) if args.what in ("bank", "all") else []
     if args.markdown:
         print(f"Machine: {machine()}\n\nCommand: python scripts/bench_memory.py {' '.join(sys.argv[1:])}\n")
         print(markdown(s, f))
         if bk:
             r0 = bk[0]
             print(f"\nWhole memory update per step (ms, median; N={r0['N']}, D={r0['D']}, M={r0['M']}, "
-                  f"{r0['frames']} frames):\n")
+                  f"{r0['frames']} frames, on {r0['device']}):\n")
             print("| B | MemoryBank (2 launches) | B × DeltaMem.update (2B launches) |\n|---:|---:|---:|")
             for r in bk:
                 print(f"| {r['B']} | {r['bank_ms']:.2f} | {r['single_ms']:.2f} |")
