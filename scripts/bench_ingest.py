@@ -331,7 +331,8 @@ def report(args, machine: dict, decode: dict, ingest: dict, command: str) -> str
     out.append(f"Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), "
                f"{'CUDA available' if t['cuda'] else 'no GPU'}; Python {m['python']}, "
                f"torch {t['torch']} ({t['torch_threads']} threads"
-               f"{'' if args.torch_threads else ', its default; ingest with classic uses 1, as `watch` does'}; OpenCV 1 thread in ingest, as in `watch`), "
+               f"{'' if args.torch_threads else ', its default; ingest uses 1 with classic, at most 4 with clip on a GPU, as `watch` does'}; "
+               "OpenCV 1 thread in ingest, as in `watch`), "
                f"PyAV {v.get('av', '?')}, "
                f"OpenCV {v.get('cv2', '?')}, open_clip {v.get('open_clip', '?')}.")
     cap = f", at most {args.max_frames} frames per run" if args.max_frames else ""
@@ -428,7 +429,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="CLIP device (default: cpu)")
     p.add_argument("--torch-threads", type=int, default=None, metavar="N",
                    help="torch.set_num_threads(N) in each measurement (default: what `watch` uses: "
-                        "1 with classic, torch's own choice with clip)")
+                        "1 with classic, torch's own choice with clip on the CPU, at most 4 with clip on a GPU)")
     p.add_argument("--markdown", action="store_true", help="print markdown tables")
     p.add_argument("--json", metavar="OUT", help="also write the raw measurements to OUT")
     p.add_argument("--worker", help=argparse.SUPPRESS)

@@ -97,6 +97,29 @@ def test_configure_threads_for_classic():
         torch.set_num_threads(torch_before)
 
 
+@pytest.mark.parametrize("device, threads", [("cpu", None), ("cuda", 4)])
+def test_configure_threads_for_an_encoder_on_a_device(device, threads):
+    """A CLIP on the CPU keeps torch's threads for its matrix products; one on a GPU leaves the
+    CPU pool only the memory's small updates, which more than a few threads slow down."""
+    class Enc:  # what configure_threads reads of an encoder
+        name = "clip"
+
+        def __init__(self, device):
+            self.device = torch.device(device)
+
+    cv_before, torch_before = cv2.getNumThreads(), torch.get_num_threads()
+    try:
+        torch.set_num_threads(8)
+        configure_threads(Enc(device))
+        assert cv2.getNumThreads() == 1 and torch.get_num_threads() == (threads or 8)
+        torch.set_num_threads(2)
+        configure_threads(Enc(device))
+        assert torch.get_num_threads() == 2  # never more than torch had
+    finally:
+        cv2.setNumThreads(cv_before)
+        torch.set_num_threads(torch_before)
+
+
 def test_detector_prepares_each_frame_on_the_encoder_thread_in_order():
     """The detector's stateless part runs beside the encoder, once per frame and in order; its
     update gets that frame's result. A detector without ``prepare`` is updated as before."""
