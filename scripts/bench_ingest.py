@@ -13,8 +13,10 @@ wrapped (decode wait: time blocked on the next frame from the decode thread), th
 event detector and the memory are proxies that time ``encode_frames``, ``prepare`` (on the
 encoder's thread), ``update``/``finish`` and ``update``, and a ``Watcher`` subclass times ``_pin``
 (description, crop embedding, thumbnail and ``memory.pin`` of each entry/exit; ``describe`` and
-``encode_image`` are also timed on their own, inside the pins). Whatever ``ingest`` spends outside
-those calls is "other".
+``encode_image`` are also timed on their own, inside the pins). The encoder and ``prepare`` run on
+the encoder's thread, the memory update and the pins on the memory's thread; whatever the main
+thread's ``ingest`` spends outside the decode wait and the detector is "other" (mostly waiting for
+the other two).
 The memory update includes the JPEG thumbnail it asks for when a segment opens.
 
 Model loading (the encoder's constructor) is timed separately and excluded from ingest. The
@@ -49,10 +51,11 @@ DEFAULT_VIDEOS = ["samples/lobby.mp4"]
 SHARED_VIDEO = "../shared/data/vtest.avi"
 ENCODERS = ("classic", "clip")
 STAGES = ("decode", "encoder", "prep", "detector", "memory", "pins")
-THREAD_STAGES = ("encoder", "prep")  # on the encoder's thread, beside the main thread's stages
+THREAD_STAGES = ("encoder", "prep", "memory", "pins")  # on the encoder's and the memory's threads
 STAGE_TITLES = {"decode": "decode wait", "encoder": "encoder (own thread)",
                 "prep": "detector prepare (encoder's thread)", "detector": "detector",
-                "memory": "memory update", "pins": "pins", "other": "other (incl. encoder wait)"}
+                "memory": "memory update (own thread)", "pins": "pins (memory's thread)",
+                "other": "other (incl. waits for the encoder and the memory)"}
 
 
 # ---------------------------------------------------------------------- timing wrappers
@@ -233,8 +236,9 @@ def job_ingest(job: dict) -> dict:
         stats = watcher.ingest(frames)
         wall = time.perf_counter() - t1
         stages = {s: clock.seconds.get(s, 0.0) for s in STAGES}
-        # the encoder and the detector's prepare run one batch ahead on their own thread: their
-        # time overlaps the main thread's stages, and the main thread's wait for them is "other"
+        # the encoder and the detector's prepare run one batch ahead on their own thread, the memory
+        # update and the pins behind on another: their time overlaps the main thread's stages (decode
+        # wait, detector), and the main thread's waits for them are "other"
         stages["other"] = max(0.0, stats.seconds - sum(v for k, v in stages.items() if k not in THREAD_STAGES))
         video_s = _video_seconds(src.info, stats.last_t, job["fps"])
         runs.append({
@@ -376,8 +380,8 @@ def report(args, machine: dict, decode: dict, ingest: dict, command: str) -> str
             cells.append("n/a" if s == "pins" and not r["pins_timed"] else f"{1000 * sec / n:.1f} ({pct:.0f}%)")
         st.add(Path(video).name, enc, *cells)
     out.append("Per-stage breakdown of ingest (wall time inside Watcher.ingest, per ingested frame; the "
-               "encoder and the detector's prepare work on their own thread, so their shares overlap the "
-               "others and the shares add up to more than 100 %):")
+               "encoder with the detector's prepare, and the memory update with the pins, work on threads "
+               "of their own, so their shares overlap the others and the shares add up to more than 100 %):")
     out.append("")
     out.append(st.render(md))
     out.append("")

@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -155,21 +155,33 @@ class Watcher:
         stats = IngestStats()
         t0 = time.perf_counter()
         first = new_segment
-        # The encoder works one batch ahead on its own thread while this one runs the detector and
-        # the memory on the batch before: OpenCV, NumPy's array loops and torch release the GIL, so
-        # the two overlap on a multi-core machine (and a GPU encoder runs while the CPU detects).
-        # The detector's stateless part (:meth:`EventDetector.prepare`) runs there too, after the
-        # encoder, to share the work of a frame between the two threads. Frames still enter the
-        # memory strictly in order.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamvid-encode") as pool:
+        # Three stages, each on its own thread, each taking the frames strictly in order:
+        # - the encoder works one batch ahead, and the detector's stateless part
+        #   (:meth:`EventDetector.prepare`) runs there too, after it;
+        # - this thread runs the detector's tracking on the batch before;
+        # - the memory's update and the pins of the detector's entries and exits run one batch
+        #   behind, on a third thread (``on_frame`` is called there, after the frame is written).
+        # OpenCV, NumPy's array loops and torch release the GIL, so the stages overlap on a
+        # multi-core machine (and a GPU encoder runs while the CPU detects); what each computes is
+        # what the serial loop (:meth:`_step`) computes.
+        encode = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamvid-encode")
+        write = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamvid-memory")
+        writes: deque[Future] = deque()
+        failed: list[BaseException] = []  # the memory stage's first error: later writes are dropped
+        try:
             pending: tuple[list[Frame], Future] | None = None
             for batch in _batches(self._frames(frames, offset, stop, stats), self.batch_size):
-                ahead = (batch, pool.submit(self._encode, batch))
+                ahead = (batch, encode.submit(self._encode, batch))
                 if pending is not None:
-                    first = self._steps(*pending, stats, first, on_frame)
+                    first = self._detect(*pending, first, writes, write, failed, stats, on_frame)
                 pending = ahead
             if pending is not None:
-                self._steps(*pending, stats, first, on_frame)
+                self._detect(*pending, first, writes, write, failed, stats, on_frame)
+            while writes:
+                writes.popleft().result()
+        finally:
+            encode.shutdown(wait=True, cancel_futures=True)
+            write.shutdown(wait=True, cancel_futures=True)
         self.finish(stats)
         stats.seconds = time.perf_counter() - t0
         return stats
@@ -182,15 +194,38 @@ class Watcher:
         prepare = getattr(self.detector, "prepare", None)
         return list(zip(encoded, [prepare(f) for f in batch] if prepare else [None] * len(batch)))
 
-    def _steps(self, batch: list[Frame], encoded: Future, stats: IngestStats, first: bool,
-               on_frame: Callable[[Frame], None] | None) -> bool:
-        """Detect, update and pin each frame of an encoded batch → whether the next frame is still the first."""
+    def _detect(self, batch: list[Frame], encoded: Future, first: bool, writes: deque[Future],
+                write: ThreadPoolExecutor, failed: list[BaseException], stats: IngestStats,
+                on_frame: Callable[[Frame], None] | None) -> bool:
+        """Run the detector on an encoded batch here and queue its memory writes on ``write``
+        → whether the next frame is still the first. At most two batches wait to be written (a
+        bounded lag; a write's error is raised here)."""
+        steps = []
         for frame, (enc, prepared) in zip(batch, encoded.result()):
-            self._step(frame, enc, stats, boundary=first, prepared=prepared)
+            update, out = self.observe(frame, enc, boundary=first, prepared=prepared)
+            steps.append((frame, update, out))
             first = False
-            if on_frame is not None:
-                on_frame(frame)
+        writes.append(write.submit(self._write, steps, failed, stats, on_frame))
+        while len(writes) > 2:
+            writes.popleft().result()
         return first
+
+    def _write(self, steps: list[tuple[Frame, FrameUpdate, DetectorOutput]], failed: list[BaseException],
+               stats: IngestStats, on_frame: Callable[[Frame], None] | None) -> None:
+        """The memory stage of a batch: update the memory with each frame, pin its entries and
+        exits. After an error (``failed``), nothing more is written: frames enter in order or not at all."""
+        if failed:
+            return
+        try:
+            for frame, update, out in steps:
+                self.memory.update(update.t, update.enc, update.channels, thumb=update.thumb,
+                                   boundary=update.boundary)
+                self.commit(frame, out, stats)
+                if on_frame is not None:
+                    on_frame(frame)
+        except BaseException as e:
+            failed.append(e)
+            raise
 
     @staticmethod
     def _frames(frames: Iterable[Frame], offset: float, stop: Callable[[], bool] | None,

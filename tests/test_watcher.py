@@ -37,15 +37,18 @@ class RecordingEncoder(ClassicEncoder):
         return super().encode_frames(frames)
 
 
-def test_encoder_runs_a_batch_ahead_on_its_own_thread_and_frames_stay_in_order():
+def test_encoder_and_memory_run_on_their_own_threads_and_frames_stay_in_order():
     log: list = []
     seen: list[float] = []
     enc = RecordingEncoder(log, seen)
     memory = new_memory(enc, 1 << 20)
     update = memory.update
 
+    writers: set[str] = set()
+
     def recording_update(t, *a, **k):
         seen.append(t)
+        writers.add(threading.current_thread().name)
         return update(t, *a, **k)
 
     memory.update = recording_update
@@ -56,10 +59,12 @@ def test_encoder_runs_a_batch_ahead_on_its_own_thread_and_frames_stay_in_order()
     assert seen == [f.t for f in frames]  # every frame, in order
     assert [n for _, n, _ in log] == [4, 4, 4, 4, 4]
     assert all(name.startswith("streamvid-encode") for name, _, _ in log)  # not the caller's thread
-    # batch k is encoded after batch k - 2 is in the memory (one batch ahead, no more) and before
-    # any frame of batch k is
+    # the memory is written on a thread of its own, behind the detector
+    assert len(writers) == 1 and writers.pop().startswith("streamvid-memory")
+    # batch k is encoded before any of its frames is in the memory, and after batch k - 4 is (the
+    # encoder works one batch ahead of the detector, the memory at most two behind it: bounded)
     for k, (_, _, done) in enumerate(log):
-        assert 4 * max(0, k - 1) <= done <= 4 * k, (k, done)
+        assert 4 * max(0, k - 3) <= done <= 4 * k, (k, done)
     # the same memory as encoding every frame in line: the thread changes when, not what
     serial = new_memory(enc, 1 << 20)
     w = Watcher(ClassicEncoder(), serial, EventDetector(), batch_size=4)
@@ -85,6 +90,27 @@ def test_an_encoder_error_reaches_the_caller():
     memory = new_memory(enc, 1 << 20)
     with pytest.raises(RuntimeError, match="batch 2"):
         Watcher(enc, memory, EventDetector(), batch_size=4).ingest(_frames(12))
+
+
+def test_a_memory_error_reaches_the_caller_and_later_batches_are_not_written():
+    enc = ClassicEncoder()
+    memory = new_memory(enc, 1 << 20)
+    update = memory.update
+    seen: list[float] = []
+
+    calls = []
+
+    def failing_update(t, *a, **k):
+        calls.append(t)
+        if len(calls) == 6:
+            raise RuntimeError("memory failed on frame 5")
+        seen.append(t)
+        return update(t, *a, **k)
+
+    memory.update = failing_update
+    with pytest.raises(RuntimeError, match="frame 5"):
+        Watcher(enc, memory, EventDetector(), batch_size=4).ingest(_frames(40))
+    assert len(seen) == 5 and len(calls) == 6  # the writes stopped there: no frame after it was written
 
 
 def test_configure_threads_for_classic():
