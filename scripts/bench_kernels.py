@@ -15,7 +15,8 @@ For every (dtype, B, N, M) case, on random L2-normalised tokens ``x [B, N, D]`` 
    memory's loop — assign, novelty, merge, with ``x`` in the case's dtype against float32 slots —
    each captured once in a CUDA graph and replayed (``--no-graphs``: eager calls), median of
    ``triton.testing.do_bench`` with the L2 cache flushed before every run; the reference frame is
-   timed eagerly for comparison;
+   timed eagerly for comparison. Where ``N <= SCAN_MAX_N`` the merge and the frame are also timed
+   with ``grouping="scan"`` (no sort; checked against the reference too), to choose the default;
 3. achieved bandwidth: the bytes that must move (assign: read ``x``, ``k``, ``valid``, write the
    three ``[B, N]`` outputs; merge: read ``x``, ``idx``, ``novelty``, read + write the hit slot rows
    and their count/importance, write ``n``) over the time, against the card's device-to-device copy
@@ -57,6 +58,8 @@ class Row:
     err: float  # worst relative RMS error against the reference
     frame_us: float  # assign + novelty + merge, one frame
     ref_frame_us: float | None = None
+    scan_merge_us: float | None = None  # delta_merge with grouping="scan" (N <= SCAN_MAX_N)
+    scan_frame_us: float | None = None
     ok: bool = True
     note: str = ""
 
@@ -138,6 +141,7 @@ def _rel_rms(got: torch.Tensor, want: torch.Tensor) -> float:
 def run_case(dtype_name: str, B: int, N: int, M: int, D: int, args: argparse.Namespace) -> Row:
     from streamvid.kernels.delta_assign import delta_assign_ref, delta_assign_triton
     from streamvid.kernels.delta_merge import delta_merge_ref, delta_merge_triton
+    from streamvid.kernels.delta_merge.triton import SCAN_MAX_N
 
     dtype, tol = DTYPES[dtype_name], TOL[dtype_name]
     gen = torch.Generator(device="cuda").manual_seed(args.seed)
@@ -163,6 +167,12 @@ def run_case(dtype_name: str, B: int, N: int, M: int, D: int, args: argparse.Nam
     hit = r_n > 0
     err_m = max(_rel_rms(got[0][hit], want[0][hit]), _rel_rms(got[2], want[2]))
     counts_ok = bool(torch.equal(n, r_n) and torch.equal(got[1], want[1]))
+    scan = N <= SCAN_MAX_N
+    if scan:
+        got = [k.clone(), count.clone(), importance.clone()]
+        n = delta_merge_triton(x, r_idx, *got, novelty, G_MIN, grouping="scan")
+        err_m = max(err_m, _rel_rms(got[0][hit], want[0][hit]), _rel_rms(got[2], want[2]))
+        counts_ok = counts_ok and bool(torch.equal(n, r_n) and torch.equal(got[1], want[1]))
     err = max(err_a, err_m)
     ok = idx_ok and counts_ok and err <= tol
     if not idx_ok:
@@ -184,20 +194,25 @@ def run_case(dtype_name: str, B: int, N: int, M: int, D: int, args: argparse.Nam
     def assign():
         delta_assign_triton(x, kd, valid, out=assign_out)
 
-    def merge():
-        delta_merge_triton(x, r_idx, k_work, c_work, i_work, novelty, G_MIN, out=merge_out, check_idx=False)
+    def merge(grouping="sort"):
+        delta_merge_triton(x, r_idx, k_work, c_work, i_work, novelty, G_MIN, out=merge_out, check_idx=False,
+                           grouping=grouping)
 
     frame_idx = (torch.empty(B, N, dtype=torch.int64, device="cuda"),
                  torch.empty(B, N, device="cuda"), torch.empty(B, N, device="cuda"))
 
-    def frame():
+    def frame(grouping="sort"):
         f_idx, f_best, _ = delta_assign_triton(x, k_work, valid, out=frame_idx)
         nov = (1.0 - f_best).clamp_(0.0, 2.0)
-        delta_merge_triton(x, f_idx, k_work, c_work, i_work, nov, G_MIN, out=merge_out, check_idx=False)
+        delta_merge_triton(x, f_idx, k_work, c_work, i_work, nov, G_MIN, out=merge_out, check_idx=False,
+                           grouping=grouping)
 
     graphs = []
     times = {}
-    for name, fn in (("assign", assign), ("merge", merge), ("frame", frame)):
+    cases = [("assign", assign), ("merge", merge), ("frame", frame)]
+    if scan:
+        cases += [("scan_merge", lambda: merge("scan")), ("scan_frame", lambda: frame("scan"))]
+    for name, fn in cases:
         if args.graphs:
             replay, g = _graphed(fn)
             graphs.append(g)
@@ -229,6 +244,8 @@ def run_case(dtype_name: str, B: int, N: int, M: int, D: int, args: argparse.Nam
         err=err,
         frame_us=times["frame"] * 1e3,
         ref_frame_us=None if ref_ms is None else ref_ms * 1e3,
+        scan_merge_us=times["scan_merge"] * 1e3 if scan else None,
+        scan_frame_us=times["scan_frame"] * 1e3 if scan else None,
         ok=ok,
         note="; ".join(notes),
     )
@@ -239,17 +256,22 @@ def run_case(dtype_name: str, B: int, N: int, M: int, D: int, args: argparse.Nam
 # ---------------------------------------------------------------------------------------- report
 
 
+def _us(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
 def markdown_table(rows: list[Row], card: str, copy_gbs: float, graphs: bool = True) -> str:
     how = "CUDA graph replay" if graphs else "eager calls"
     lines = [
         f"### Δ-Mem Triton kernels on {card}",
         "",
         f"Device-to-device copy bandwidth: {copy_gbs:.0f} GB/s. Times: median, L2 flushed, {how}. "
-        "Frame = assign + novelty + merge (x in the row's dtype, slots float32).",
+        "Frame = assign + novelty + merge (x in the row's dtype, slots float32). Merge: grouped by a sort "
+        "(the default); \"scan\": `grouping=\"scan\"` (no sort; N ≤ SCAN_MAX_N).",
         "",
         "| dtype | B | N | M | D | assign µs | assign GB/s | % of copy | merge µs | merge GB/s "
-        "| frame µs | reference frame µs | speed-up | max rel-RMS | ok |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| frame µs | reference frame µs | speed-up | merge µs (scan) | frame µs (scan) | max rel-RMS | ok |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in rows:
         ref = f"{r.ref_frame_us:.1f}" if r.ref_frame_us is not None else "–"
@@ -258,7 +280,8 @@ def markdown_table(rows: list[Row], card: str, copy_gbs: float, graphs: bool = T
         lines.append(
             f"| {r.dtype} | {r.B} | {r.N} | {r.M} | {r.D} | {r.assign_us:.1f} | {r.assign_gbs:.0f} "
             f"| {100 * r.assign_gbs / copy_gbs:.0f}% | {r.merge_us:.1f} | {r.merge_gbs:.0f} "
-            f"| {r.frame_us:.1f} | {ref} | {speed} | {r.err:.1e} | {ok} |"
+            f"| {r.frame_us:.1f} | {ref} | {speed} | {_us(r.scan_merge_us)} | {_us(r.scan_frame_us)} "
+            f"| {r.err:.1e} | {ok} |"
         )
     return "\n".join(lines)
 

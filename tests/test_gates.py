@@ -114,7 +114,10 @@ def test_training_smoke_is_deterministic(train_gates):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
-def test_triton_merge_takes_the_given_gate():
+@pytest.mark.parametrize("grouping", ["sort", "scan"])
+def test_triton_merge_takes_the_given_gate(grouping):
+    from functools import partial
+
     from streamvid.kernels.delta_merge import delta_merge_triton  # interpreted on CPU (conftest)
 
     x = _unit(2, 7, 40)
@@ -123,7 +126,7 @@ def test_triton_merge_takes_the_given_gate():
     gate = torch.tensor([[0.5, float("nan"), 1.0, 0.0], [float("nan"), 0.25, 0.7, 0.1]])
     k0 = _unit(2, 4, 40, seed=1).contiguous()
     outs = []
-    for fn in (delta_merge_ref, delta_merge_triton):
+    for fn in (delta_merge_ref, partial(delta_merge_triton, grouping=grouping)):
         k, c, imp = k0.clone(), torch.tensor([[3, 1, 2, 0], [4, 0, 9, 2]]), torch.zeros(2, 4)
         n = fn(x, idx, k, c, imp, nov, 0.02, gate=gate)
         outs.append((k, c, imp, n))

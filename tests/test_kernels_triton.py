@@ -191,7 +191,8 @@ MERGE_TILES = [{}, {"block_d": 32, "block_t": 4}]  # one D chunk; four chunks (t
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("tiles", MERGE_TILES, ids=["default", "chunked"])
-def test_delta_merge_matches_reference(merge_mod, device, dtype, tiles):
+@pytest.mark.parametrize("grouping", ["sort", "scan"])
+def test_delta_merge_matches_reference(merge_mod, device, dtype, tiles, grouping):
     count_dtype = torch.int64 if dtype == torch.float32 else torch.int32
     x, idx, k, count, importance, novelty = _merge_inputs(device, dtype, count_dtype)
     g_min = 0.05
@@ -201,7 +202,7 @@ def test_delta_merge_matches_reference(merge_mod, device, dtype, tiles):
     for _ in range(2):
         state = [k.clone(), count.clone(), importance.clone()]
         out = torch.full(want_n.shape, BOGUS, dtype=torch.int64, device=device)
-        n = merge_mod.delta_merge_fwd(x, idx, *state, novelty, g_min, out=out, **tiles)
+        n = merge_mod.delta_merge_fwd(x, idx, *state, novelty, g_min, out=out, grouping=grouping, **tiles)
         assert n is out
         runs.append((*state, n))
     got_k, got_count, got_imp, got_n = runs[0]
@@ -210,10 +211,22 @@ def test_delta_merge_matches_reference(merge_mod, device, dtype, tiles):
     hit = want_n > 0
     assert torch.equal(got_k[~hit], k[~hit]) and torch.equal(got_imp[~hit], importance[~hit])  # untouched
     errs = {"k": rel_rms(got_k[hit], want[0][hit]), "importance": rel_rms(got_imp, want[2])}
-    print(f"delta_merge {dtype} {tiles or 'default'}: rel-RMS {errs}")
+    print(f"delta_merge {dtype} {tiles or 'default'} {grouping}: rel-RMS {errs}")
     assert errs["k"] <= TOL[dtype] and errs["importance"] <= TOL[dtype], errs
     for a, b in zip(*runs):
         assert torch.equal(a, b)  # bitwise reproducible
+
+
+def test_delta_merge_scan_grouping_limits(merge_mod, device):
+    x, idx, k, count, importance, novelty = _merge_inputs(device, torch.float32, torch.int64)
+    with pytest.raises(ValueError, match="grouping"):
+        merge_mod.delta_merge_triton(x, idx, k, count, importance, novelty, 0.02, grouping="hash")
+    n_max = merge_mod.SCAN_MAX_N
+    big = torch.zeros(1, n_max + 1, 8, device=device)
+    with pytest.raises(ValueError, match=str(n_max)):
+        merge_mod.delta_merge_triton(big, torch.full((1, n_max + 1), -1, device=device), k[:1, :, :8].contiguous(),
+                                     count[:1].contiguous(), importance[:1].contiguous(),
+                                     torch.zeros(1, n_max + 1, device=device), 0.02, grouping="scan")
 
 
 def test_delta_merge_triton_public_function(merge_mod, device):
@@ -273,6 +286,10 @@ for xd, cnt, bt, bd, one in (("fp16", "*i32", 8, 512, True), ("fp32", "*i64", 16
     build(Mg._delta_merge_kernel, types, {"BLOCK_T": bt, "BLOCK_D": bd, "ONE_CHUNK": one, "HAS_GATE": one},
           ["sxd"], ["x_ptr"],
           num_warps=4)
+    types = {**types, "idx_ptr": "*i64"}
+    build(Mg._delta_merge_scan_kernel, types,
+          {"BLOCK_S": 64, "BLOCK_T": bt, "BLOCK_D": bd, "ONE_CHUNK": one, "HAS_GATE": not one},
+          ["sxd", "sin"], ["x_ptr"], num_warps=4)
 print("compiled")
 """
 
@@ -413,9 +430,12 @@ def test_bench_without_cuda_exits_cleanly(bench, monkeypatch, capsys):
 
 
 def test_bench_table(bench):
-    rows = [bench.Row("fp16", 1, 64, 256, 512, 12.5, 100.0, 3.5, 40.0, 5e-7, 20.0)]
+    rows = [bench.Row("fp16", 1, 64, 256, 512, 12.5, 100.0, 3.5, 40.0, 5e-7, 20.0),
+            bench.Row("fp32", 1, 64, 256, 512, 12.5, 100.0, 3.5, 40.0, 5e-7, 20.0, 900.0, 2.25, 9.75)]
     table = bench.markdown_table(rows, card="Some GPU", copy_gbs=2000.0)
     assert "Some GPU" in table and "| fp16 |" in table and "2000" in table
+    assert "| 20.0 | – | – | – | – |" in table  # no reference, no scan timings
+    assert "| 20.0 | 900.0 | 45.0× | 2.2 | 9.8 |" in table
 
 
 @pytest.mark.slow

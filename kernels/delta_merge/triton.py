@@ -20,6 +20,15 @@ Strategy (deterministic, no float atomics):
 When ``D`` does not fit one chunk the new row is written unnormalised chunk by chunk while its
 squared norm accumulates, then scaled in a second pass (after a CTA barrier). Every slot row is
 touched by exactly one program, so runs are bitwise reproducible.
+
+``grouping="scan"`` finds the groups without sorting: one program per token ``(i, b)`` compares
+its slot with those of the stream's earlier tokens and, if none has it, sums the stream's tokens
+of that slot (tiles of ``BLOCK_T`` token positions, members masked in, in token order) and
+applies the same update. It replaces the sort and ``searchsorted`` (several launches) by one
+launch at an ``O(N²)`` comparison cost per stream, so it is for frames of up to
+:data:`SCAN_MAX_N` tokens. Its sums group the tokens differently from the sorted path (both are
+deterministic; they differ in float32 rounding). Which is faster on a GPU is measured by
+``scripts/bench_kernels.py`` (the merge columns of both); ``"sort"`` stays the default until then.
 """
 
 from __future__ import annotations
@@ -30,7 +39,113 @@ import triton.language as tl
 
 from streamvid.kernels import triton_interpreting
 
-__all__ = ["delta_merge_triton", "delta_merge_fwd"]
+__all__ = ["delta_merge_triton", "delta_merge_fwd", "GROUPINGS", "SCAN_MAX_N"]
+
+GROUPINGS = ("sort", "scan")
+SCAN_MAX_N = 1024  # "scan" compares each token's slot with those of the tokens before it: O(N²) per stream
+
+
+@triton.jit
+def _tile(t0, hi, run, idx_row, sin, slot, N, x_ptr, sxb, sxn, nov_ptr, snb, snn,
+          SCAN: tl.constexpr, BLOCK_T: tl.constexpr):
+    """The group's tokens in the tile of ``BLOCK_T`` positions from ``t0`` (positions below ``hi``)
+    → (their ``x`` row pointers, their novelty pointers, which of them belong to the group).
+
+    ``SCAN``: positions are the token positions of one stream (``x_ptr``, ``nov_ptr`` already point
+    at it) and a token belongs when its index ``idx_row[t]`` is ``slot``; otherwise positions are
+    those of a sorted run (``run[t]``: flat token indices ``b * N + i``), all in the group."""
+    offs_t = t0 + tl.arange(0, BLOCK_T)
+    if SCAN:
+        ok = tl.load(idx_row + offs_t * sin, mask=offs_t < hi, other=-1) == slot
+        rows = x_ptr + offs_t.to(tl.int64) * sxn
+        novs = nov_ptr + offs_t * snn
+    else:
+        ok = offs_t < hi
+        tok = tl.load(run + offs_t, mask=ok, other=0)
+        rows = x_ptr + (tok // N) * sxb + (tok % N) * sxn
+        novs = nov_ptr + (tok // N) * snb + (tok % N) * snn
+    return rows, novs, ok
+
+
+@triton.jit
+def _moved_chunk(lo, hi, offs_d, d_ok, k_row, g, nf, run, idx_row, sin, slot, N,
+                 x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn,
+                 SCAN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The slot row's chunk ``offs_d`` moved ``g`` of the way to the group's mean (unnormalised):
+    the group's tokens summed tile by tile in a fixed order, float32."""
+    acc = tl.zeros([BLOCK_D], tl.float32)
+    for t0 in range(lo, hi, BLOCK_T):
+        rows, novs, ok = _tile(t0, hi, run, idx_row, sin, slot, N, x_ptr, sxb, sxn, nov_ptr, snb, snn,
+                               SCAN, BLOCK_T)
+        xt = tl.load(rows[:, None] + offs_d[None, :] * sxd, mask=ok[:, None] & d_ok[None, :], other=0.0)
+        acc += tl.sum(xt.to(tl.float32), axis=0)
+    old = tl.load(k_row + offs_d, mask=d_ok, other=0.0)
+    return old + g * (tl.div_rn(acc, nf) - old)
+
+
+@triton.jit
+def _merge_group(
+    lo, hi, run, idx_row, sin, slot, flat,
+    x_ptr, nov_ptr, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
+    N, D, g_min,
+    sxb, sxn, sxd,
+    snb, snn,
+    SCAN: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    ONE_CHUNK: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+):
+    """Merge one group of tokens (token tiles from ``lo`` to ``hi``, see :func:`_tile`) into slot
+    row ``flat`` (of the flat ``[B * M]`` slots): sums in a fixed order, the gate, the new row
+    (normalised), its count, importance and ``n``."""
+    # size and novelty of the group
+    nov_acc = tl.zeros([BLOCK_T], tl.float32)
+    n_acc = tl.zeros([BLOCK_T], tl.int32)
+    for t0 in range(lo, hi, BLOCK_T):
+        rows, novs, ok = _tile(t0, hi, run, idx_row, sin, slot, N, x_ptr, sxb, sxn, nov_ptr, snb, snn,
+                               SCAN, BLOCK_T)
+        nov_acc += tl.load(novs, mask=ok, other=0.0).to(tl.float32)
+        n_acc += ok.to(tl.int32)
+    nov = tl.sum(nov_acc, axis=0)
+    n = tl.sum(n_acc, axis=0)
+    nf = n.to(tl.float32)
+
+    cnt = tl.load(count_ptr + flat)
+    g = tl.maximum(tl.div_rn(nf, cnt.to(tl.float32) + nf), g_min)
+    if HAS_GATE:  # a given gate (NaN: keep the closed form)
+        given = tl.load(gate_ptr + flat)
+        g = tl.where(given == given, given, g)
+    k_row = k_ptr + flat * D
+
+    if ONE_CHUNK:
+        offs_d = tl.arange(0, BLOCK_D)
+        d_ok = offs_d < D
+        new = _moved_chunk(lo, hi, offs_d, d_ok, k_row, g, nf, run, idx_row, sin, slot, N,
+                           x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn, SCAN, BLOCK_T, BLOCK_D)
+        norm = tl.maximum(tl.sqrt_rn(tl.sum(new * new, axis=0)), 1e-12)
+        tl.store(k_row + offs_d, tl.div_rn(new, norm), mask=d_ok)
+    else:
+        sq = tl.zeros([BLOCK_D], tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            offs_d = d0 + tl.arange(0, BLOCK_D)
+            d_ok = offs_d < D
+            new = _moved_chunk(lo, hi, offs_d, d_ok, k_row, g, nf, run, idx_row, sin, slot, N,
+                               x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn, SCAN, BLOCK_T, BLOCK_D)
+            sq += new * new
+            tl.store(k_row + offs_d, new, mask=d_ok)
+        norm = tl.maximum(tl.sqrt_rn(tl.sum(sq, axis=0)), 1e-12)
+        tl.debug_barrier()  # the unnormalised row written above is read back by other threads
+        for d0 in range(0, D, BLOCK_D):
+            offs_d = d0 + tl.arange(0, BLOCK_D)
+            d_ok = offs_d < D
+            new = tl.load(k_row + offs_d, mask=d_ok, other=0.0)
+            tl.store(k_row + offs_d, tl.div_rn(new, norm), mask=d_ok)
+
+    tl.store(count_ptr + flat, (cnt + n).to(count_ptr.dtype.element_ty))
+    imp = tl.load(imp_ptr + flat)
+    tl.store(imp_ptr + flat, imp + tl.div_rn(g * nov, nf))
+    tl.store(n_ptr + flat, n.to(tl.int64))
 
 
 @triton.jit
@@ -50,73 +165,44 @@ def _delta_merge_kernel(
     slot = tl.load(sorted_ptr + p)
     prev = tl.load(sorted_ptr + p - 1, mask=p > 0, other=-1)
     if (slot < BM) & (slot != prev):
-        n = tl.load(ends_ptr + p) - p  # tokens in the run (int64)
-        n32 = n.to(tl.int32)
-        nf = n.to(tl.float32)
-        run = order_ptr + p  # the run's token indices (flat b * N + i), ascending
+        hi = (tl.load(ends_ptr + p) - p).to(tl.int32)  # tokens in the run
+        _merge_group(0, hi, order_ptr + p, order_ptr, 0, slot, slot,
+                     x_ptr, nov_ptr, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
+                     N, D, g_min, sxb, sxn, sxd, snb, snn,
+                     False, BLOCK_T, BLOCK_D, ONE_CHUNK, HAS_GATE)
 
-        # novelty of the run
-        nov_acc = tl.zeros([BLOCK_T], tl.float32)
-        for t0 in range(0, n32, BLOCK_T):
-            offs_t = t0 + tl.arange(0, BLOCK_T)
-            t_ok = offs_t < n32
-            tok = tl.load(run + offs_t, mask=t_ok, other=0)
-            nv = tl.load(nov_ptr + (tok // N) * snb + (tok % N) * snn, mask=t_ok, other=0.0)
-            nov_acc += nv.to(tl.float32)
-        nov = tl.sum(nov_acc, axis=0)
 
-        cnt = tl.load(count_ptr + slot)
-        g = tl.maximum(tl.div_rn(nf, cnt.to(tl.float32) + nf), g_min)
-        if HAS_GATE:  # a given gate (NaN: keep the closed form)
-            given = tl.load(gate_ptr + slot)
-            g = tl.where(given == given, given, g)
-        k_row = k_ptr + slot * D
-
-        if ONE_CHUNK:
-            offs_d = tl.arange(0, BLOCK_D)
-            d_ok = offs_d < D
-            acc = tl.zeros([BLOCK_D], tl.float32)
-            for t0 in range(0, n32, BLOCK_T):
-                offs_t = t0 + tl.arange(0, BLOCK_T)
-                t_ok = offs_t < n32
-                tok = tl.load(run + offs_t, mask=t_ok, other=0)
-                rows = x_ptr + (tok // N) * sxb + (tok % N) * sxn
-                xt = tl.load(rows[:, None] + offs_d[None, :] * sxd, mask=t_ok[:, None] & d_ok[None, :], other=0.0)
-                acc += tl.sum(xt.to(tl.float32), axis=0)
-            old = tl.load(k_row + offs_d, mask=d_ok, other=0.0)
-            new = old + g * (tl.div_rn(acc, nf) - old)
-            norm = tl.maximum(tl.sqrt_rn(tl.sum(new * new, axis=0)), 1e-12)
-            tl.store(k_row + offs_d, tl.div_rn(new, norm), mask=d_ok)
-        else:
-            sq = tl.zeros([BLOCK_D], tl.float32)
-            for d0 in range(0, D, BLOCK_D):
-                offs_d = d0 + tl.arange(0, BLOCK_D)
-                d_ok = offs_d < D
-                acc = tl.zeros([BLOCK_D], tl.float32)
-                for t0 in range(0, n32, BLOCK_T):
-                    offs_t = t0 + tl.arange(0, BLOCK_T)
-                    t_ok = offs_t < n32
-                    tok = tl.load(run + offs_t, mask=t_ok, other=0)
-                    rows = x_ptr + (tok // N) * sxb + (tok % N) * sxn
-                    xt = tl.load(rows[:, None] + offs_d[None, :] * sxd, mask=t_ok[:, None] & d_ok[None, :],
-                                 other=0.0)
-                    acc += tl.sum(xt.to(tl.float32), axis=0)
-                old = tl.load(k_row + offs_d, mask=d_ok, other=0.0)
-                new = old + g * (tl.div_rn(acc, nf) - old)
-                sq += new * new
-                tl.store(k_row + offs_d, new, mask=d_ok)
-            norm = tl.maximum(tl.sqrt_rn(tl.sum(sq, axis=0)), 1e-12)
-            tl.debug_barrier()  # the unnormalised row written above is read back by other threads
-            for d0 in range(0, D, BLOCK_D):
-                offs_d = d0 + tl.arange(0, BLOCK_D)
-                d_ok = offs_d < D
-                new = tl.load(k_row + offs_d, mask=d_ok, other=0.0)
-                tl.store(k_row + offs_d, tl.div_rn(new, norm), mask=d_ok)
-
-        tl.store(count_ptr + slot, (cnt + n).to(count_ptr.dtype.element_ty))
-        imp = tl.load(imp_ptr + slot)
-        tl.store(imp_ptr + slot, imp + tl.div_rn(g * nov, nf))
-        tl.store(n_ptr + slot, n)
+@triton.jit
+def _delta_merge_scan_kernel(
+    x_ptr, nov_ptr, idx_ptr,
+    k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
+    N, M, D, g_min,
+    sxb, sxn, sxd,
+    snb, snn,
+    sib, sin,
+    BLOCK_S: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    ONE_CHUNK: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+):
+    """Program ``(i, b)``: if token ``i`` is the first of stream ``b`` with its slot, merge all the
+    stream's tokens of that slot into it (found by comparing slot indices; no sort)."""
+    i = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    idx_row = idx_ptr + b * sib
+    slot = tl.load(idx_row + i * sin)
+    if (slot >= 0) & (slot < M):
+        earlier = 0  # tokens before i with the same slot: i leads its slot's group when there are none
+        for j0 in range(0, i, BLOCK_S):
+            offs_s = j0 + tl.arange(0, BLOCK_S)
+            other = tl.load(idx_row + offs_s * sin, mask=offs_s < i, other=-1)
+            earlier += tl.sum((other == slot).to(tl.int32), axis=0)
+        if earlier == 0:
+            _merge_group((i // BLOCK_T) * BLOCK_T, N, idx_row, idx_row, sin, slot, b * M + slot,
+                         x_ptr + b * sxb, nov_ptr + b * snb, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
+                         N, D, g_min, sxb, sxn, sxd, snb, snn,
+                         True, BLOCK_T, BLOCK_D, ONE_CHUNK, HAS_GATE)
 
 
 # ------------------------------------------------------------------------------------ host side
@@ -136,8 +222,9 @@ def delta_merge_fwd(
     block_d: int | None = None,
     num_warps: int | None = None,
     gate: torch.Tensor | None = None,
+    grouping: str | None = None,
 ) -> torch.Tensor:
-    """Host wrapper: grouping (stable sort by slot), allocation, grid. No argument checks.
+    """Host wrapper: grouping, allocation, grid. No argument checks but ``grouping``'s.
 
     Args:
         x: tokens `[B, N, D]`; idx: int64 `[B, N]` (-1 or out of range: skip); k: contiguous float32
@@ -146,6 +233,9 @@ def delta_merge_fwd(
         out: optional contiguous int64 `[B, M]` for ``n`` (zeroed, then written).
         gate: optional float32 `[B, M]`: given per-slot gates (NaN: the closed form).
         block_t, block_d: token tile and ``D`` chunk (powers of two); ``None``: chosen here.
+        grouping: how the tokens of a slot are found (see the module docstring): ``"sort"`` (a
+            stable sort by slot, then one program per sorted position), ``"scan"`` (one program per
+            token, no sort; ``N`` at most :data:`SCAN_MAX_N`); ``None``: ``"sort"``.
     Returns:
         n: int64 `[B, M]`, the tokens merged into each slot.
     """
@@ -162,31 +252,34 @@ def delta_merge_fwd(
         if novelty.dtype == torch.bfloat16:
             novelty = novelty.float()
 
-    BM = B * M
-    rows = torch.arange(B, device=dev, dtype=torch.int64)[:, None] * M
-    ok = (idx >= 0) & (idx < M)
-    flat = torch.where(ok, idx + rows, BM).reshape(-1)  # [B*N]
-    sorted_flat, order = torch.sort(flat, stable=True)
-    ends = torch.searchsorted(sorted_flat, sorted_flat, right=True)
-
+    grouping = grouping or "sort"
+    if grouping not in GROUPINGS:
+        raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
+    if grouping == "scan" and N > SCAN_MAX_N:
+        raise ValueError(f"grouping='scan' takes at most {SCAN_MAX_N} tokens per stream, got N={N}")
     BLOCK_D = block_d or max(16, min(triton.next_power_of_2(D), 1024))
     BLOCK_T = block_t or max(1, min(16, 4096 // BLOCK_D))
     if num_warps is None:
         num_warps = 4 if BLOCK_D * BLOCK_T <= 4096 else 8
     if gate is not None:
         gate = gate.contiguous()
-    _delta_merge_kernel[(B * N,)](
-        x, novelty, order, sorted_flat, ends,
-        k, count, importance, n, gate if gate is not None else importance,
-        N, D, BM, float(g_min),
-        x.stride(0), x.stride(1), x.stride(2),
-        novelty.stride(0), novelty.stride(1),
-        BLOCK_T=BLOCK_T,
-        BLOCK_D=BLOCK_D,
-        ONE_CHUNK=D <= BLOCK_D,
-        HAS_GATE=gate is not None,
-        num_warps=num_warps,
-    )
+    state = (k, count, importance, n, gate if gate is not None else importance)  # gate_ptr: a dummy without one
+    strides = (*x.stride(), *novelty.stride())
+    meta = dict(BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, ONE_CHUNK=D <= BLOCK_D, HAS_GATE=gate is not None,
+                num_warps=num_warps)
+    if grouping == "scan":
+        _delta_merge_scan_kernel[(N, B)](x, novelty, idx, *state, N, M, D, float(g_min), *strides, *idx.stride(),
+                                         BLOCK_S=max(16, min(256, triton.next_power_of_2(N))), **meta)
+        return n
+
+    BM = B * M
+    rows = torch.arange(B, device=dev, dtype=torch.int64)[:, None] * M
+    ok = (idx >= 0) & (idx < M)
+    flat = torch.where(ok, idx + rows, BM).reshape(-1)  # [B*N]
+    sorted_flat, order = torch.sort(flat, stable=True)
+    ends = torch.searchsorted(sorted_flat, sorted_flat, right=True)
+    _delta_merge_kernel[(B * N,)](x, novelty, order, sorted_flat, ends, *state, N, D, BM, float(g_min), *strides,
+                                  **meta)
     return n
 
 
@@ -205,6 +298,7 @@ def delta_merge_triton(
     out: torch.Tensor | None = None,
     check_idx: bool | None = None,
     gate: torch.Tensor | None = None,
+    grouping: str | None = None,
 ) -> torch.Tensor:
     r"""Merge tokens into their slots in place, one gated step per slot, on Triton.
 
@@ -224,6 +318,7 @@ def delta_merge_triton(
             (NaN: the closed form), as in the reference.
         check_idx: raise ``IndexError`` for an index outside ``[-1, M)`` (one device sync).
             ``None``: check unless a CUDA graph is being captured. Unchecked, such tokens are skipped.
+        grouping: ``"sort"`` or ``"scan"`` (see :func:`delta_merge_fwd`); ``None``: ``"sort"``.
 
     Returns:
         n (torch.Tensor): int64 `[B, M]`: the number of tokens merged into each slot.
@@ -262,4 +357,4 @@ def delta_merge_triton(
         check_idx = not (x.is_cuda and torch.cuda.is_current_stream_capturing())
     if check_idx and idx.numel() and bool(((idx < -1) | (idx >= M)).any()):
         raise IndexError(f"idx holds slots outside [-1, {M})")
-    return delta_merge_fwd(x, idx, k, count, importance, novelty, g_min, out=out, gate=gate)
+    return delta_merge_fwd(x, idx, k, count, importance, novelty, g_min, out=out, gate=gate, grouping=grouping)
