@@ -122,6 +122,12 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def process_cpu_s() -> float:
+    """CPU seconds this process has used so far, all its threads (user + system)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def vm_hwm_mib() -> float | None:
     """The kernel's own high-water mark of this process's RSS (``VmHWM``), a cross-check."""
     try:
@@ -158,12 +164,12 @@ def job_decode(job: dict) -> dict:
     for _ in range(job["repeat"]):
         src = FileSource(job["video"], fps=job["fps"], max_side=job["max_side"])
         frames, last_t = 0, None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), process_cpu_s()
         for frame in itertools.islice(src, job["max_frames"]):
             frames += 1
             last_t = frame.t
         seconds = time.perf_counter() - t0
-        runs.append({"frames": frames, "seconds": seconds, "fps": frames / seconds,
+        runs.append({"frames": frames, "seconds": seconds, "fps": frames / seconds, "cpu_s": process_cpu_s() - c0,
                      "video_seconds": _video_seconds(src.info, last_t, job["fps"]),
                      "decoded": src.decoded})
     best = _median_run(runs)
@@ -232,9 +238,9 @@ def job_ingest(job: dict) -> dict:
         )
         watcher.clock = clock
         frames = timed_frames(itertools.islice(src, job["max_frames"]), clock)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), process_cpu_s()
         stats = watcher.ingest(frames)
-        wall = time.perf_counter() - t1
+        wall, cpu_s = time.perf_counter() - t1, process_cpu_s() - c1
         stages = {s: clock.seconds.get(s, 0.0) for s in STAGES}
         # the encoder and the detector's prepare run one batch ahead on their own thread, the memory
         # update and the pins behind on another: their time overlaps the main thread's stages (decode
@@ -242,7 +248,7 @@ def job_ingest(job: dict) -> dict:
         stages["other"] = max(0.0, stats.seconds - sum(v for k, v in stages.items() if k not in THREAD_STAGES))
         video_s = _video_seconds(src.info, stats.last_t, job["fps"])
         runs.append({
-            "frames": stats.frames, "seconds": stats.seconds, "wall": wall, "fps": stats.fps,
+            "frames": stats.frames, "seconds": stats.seconds, "wall": wall, "fps": stats.fps, "cpu_s": cpu_s,
             "video_seconds": video_s, "realtime": video_s / stats.seconds if stats.seconds else 0.0,
             "stages": stages, "calls": dict(clock.calls), "slowest": dict(clock.slowest),
             "seconds_by_call": dict(clock.seconds),
@@ -351,14 +357,33 @@ def report(args, machine: dict, decode: dict, ingest: dict, command: str) -> str
     out.append(f"Command: `{command}`" if md else f"Command: {command}")
     out.append("")
 
-    t = Table(["video", "encoder", "frames", "decode-only fps", "ingest fps", "realtime ×",
+    t = Table(["video", "encoder", "frames", "decode-only fps", "ingest fps", "ingest ÷ decode", "realtime ×",
                "ingest s", "model load s", "peak RSS MiB (after load)"])
     for (video, enc), r in ingest.items():
         d = decode[video]
         t.add(Path(video).name, enc, r["frames"], f"{d['fps']:.1f}", f"{r['fps']:.1f}",
+              f"{d['fps'] / r['fps']:.2f}×" if r["fps"] else "–",
               f"{r['realtime']:.1f}", f"{r['seconds']:.2f}", f"{r['load_s']:.2f}",
               f"{r['peak_rss_mib']:.0f} ({r['rss_after_load_mib']:.0f})")
     out.append(t.render(md))
+    out.append("")
+    cores = m["usable_cores"]
+    ct = Table(["video", "encoder", "decode-only CPU ms/frame (cores busy)", "ingest CPU ms/frame (cores busy)",
+                f"ingest CPU ÷ {cores} cores, ms/frame", "as × decode-only wall"])
+    for (video, enc), r in ingest.items():
+        d = decode[video]
+        if "cpu_s" not in r or "cpu_s" not in d or not r["frames"] or not d["frames"]:
+            continue
+        packed = 1000 * r["cpu_s"] / r["frames"] / cores
+        ct.add(Path(video).name, enc, f"{1000 * d['cpu_s'] / d['frames']:.2f} ({d['cpu_s'] / d['seconds']:.2f})",
+               f"{1000 * r['cpu_s'] / r['frames']:.2f} ({r['cpu_s'] / r['seconds']:.2f})", f"{packed:.2f}",
+               f"{packed / (1000 * d['seconds'] / d['frames']):.2f}×")
+    out.append(f"CPU of the whole process (all threads: FFmpeg's, decoding, encoder, detector, memory) per frame. "
+               f"Spread perfectly over the {cores} usable cores, the ingest's CPU would take the next-to-last "
+               "column per frame: the last is the least end-to-end ÷ decode that this CPU allows without "
+               "spending less of it:")
+    out.append("")
+    out.append(ct.render(md))
     out.append("")
     dt = Table(["video", "frames", "size", "decode-only fps", "realtime ×", "peak RSS MiB"])
     for video, d in decode.items():
