@@ -162,7 +162,8 @@ def job_decode(job: dict) -> dict:
 
     runs = []
     for _ in range(job["repeat"]):
-        src = FileSource(job["video"], fps=job["fps"], max_side=job["max_side"])
+        src = FileSource(job["video"], fps=job["fps"], max_side=job["max_side"],
+                         skip_unwanted=not job.get("decode_all"))
         frames, last_t = 0, None
         t0, c0 = time.perf_counter(), process_cpu_s()
         for frame in itertools.islice(src, job["max_frames"]):
@@ -226,7 +227,8 @@ def job_ingest(job: dict) -> dict:
         clock = StageClock()
         if hasattr(encoder, "_colour_bank"):  # clip builds its colour prompts on the first describe():
             encoder._colour_bank = None  # every run pays it, as one `streamvid watch` does
-        src = FileSource(job["video"], fps=job["fps"], max_side=job["max_side"])
+        src = FileSource(job["video"], fps=job["fps"], max_side=job["max_side"],
+                         skip_unwanted=not job.get("decode_all"))
         layout = MemoryLayout.from_budget(int(job["memory_mb"] * 2**20), encoder.dim)
         memory = DeltaMem(layout)
         watcher = TimedWatcher(
@@ -350,7 +352,7 @@ def report(args, machine: dict, decode: dict, ingest: dict, command: str) -> str
             f"{args.weights or args.pretrained or 'random weights'}" if "clip" in args.encoders else "")
     out.append(f"Settings: sampled at {args.fps:g} fps, frames scaled to at most {args.max_side} px, "
                f"batch {args.batch_size}, memory {args.memory_mb:g} MiB, median of {args.repeat} run(s){cap}"
-               f"{clip}.")
+               f"{clip}{'; every frame decoded (--decode-all)' if args.decode_all else ''}.")
     out.append("Load average (1 min) before / after the run: "
                f"{m['load_before'][0]:.2f} / {m['load_after'][0]:.2f} (other processes share the cores: "
                f"a load above {m['usable_cores']} means contention); whole run {m['total_s']:.0f} s.")
@@ -459,6 +461,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--torch-threads", type=int, default=None, metavar="N",
                    help="torch.set_num_threads(N) in each measurement (default: what `watch` uses: "
                         "1 with classic, torch's own choice with clip on the CPU, at most 4 with clip on a GPU)")
+    p.add_argument("--decode-all", action="store_true",
+                   help="decode every frame, also the non-reference ones sampling skips "
+                        "(FileSource(skip_unwanted=False), as before that option existed)")
     p.add_argument("--markdown", action="store_true", help="print markdown tables")
     p.add_argument("--json", metavar="OUT", help="also write the raw measurements to OUT")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -482,7 +487,7 @@ def main(argv=None) -> int:
         if not (REPO / v).is_file():
             raise SystemExit(f"bench_ingest: no such video: {v}")
     base = {"fps": args.fps, "max_side": args.max_side, "max_frames": args.max_frames, "repeat": args.repeat,
-            "torch_threads": args.torch_threads}
+            "torch_threads": args.torch_threads, "decode_all": args.decode_all}
     machine = machine_info()
     machine["load_before"] = os.getloadavg()
     decode, ingest = {}, {}

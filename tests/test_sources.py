@@ -40,6 +40,35 @@ def test_probe_and_sampling(tmp_path):
     assert abs(int(frames[2].rgb[..., 0].mean()) - 50) <= 3
 
 
+@pytest.mark.parametrize("fps, start, end", [(2.0, 0.0, None), (1.0, 0.35, None), (3.0, 0.0, None),
+                                             (0.5, 0.0, None), (7.0, 0.1, 4.0), (None, 0.0, None)])
+def test_dropping_unwanted_frames_changes_nothing_taken(tmp_path, fps, start, end):
+    """The decoder drops non-reference frames that sampling will not take (x264's B-frames here):
+    the frames taken are the same, to the bit, and fewer frames are decoded."""
+    path = tmp_path / "a.mp4"
+    with av.open(str(path), "w") as c:  # a square sliding over a still background: x264 uses B-frames
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
+        bg = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+        for i in range(90):
+            img = bg.copy()
+            img[20:40, i:i + 20] = (250, 40, 40)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    runs = {}
+    for skip in (False, True):
+        src = FileSource(str(path), fps=fps, start=start, end=end, skip_unwanted=skip)
+        runs[skip] = ([(f.t, f.index, f.rgb.tobytes()) for f in src], src.decoded)
+    (plain, n_plain), (dropped, n_dropped) = runs[False], runs[True]
+    assert dropped == plain and plain
+    if fps is None or fps > 30 / 1.5:  # every frame is taken: nothing to drop
+        assert n_dropped == n_plain
+    else:
+        assert n_dropped < n_plain
+
+
 def test_all_frames_and_native_rate(tmp_path):
     path = write_clip(tmp_path / "a.mp4", n=12, fps=4)
     frames = list(FileSource(str(path), fps=None))

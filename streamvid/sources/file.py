@@ -100,10 +100,22 @@ def upright(frame: av.VideoFrame, rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
-def decoded_frames(container, stream, on_skip: Callable[[], None]) -> Iterator[av.VideoFrame]:
+def decoded_frames(container, stream, on_skip: Callable[[], None],
+                   unwanted: Callable[[av.Packet], bool] | None = None) -> Iterator[av.VideoFrame]:
     """Decoded frames of ``stream``. A packet that fails to decode, or a frame FFmpeg marks as
-    corrupt (damage it concealed), is skipped and ``on_skip()`` is called for it."""
+    corrupt (damage it concealed), is skipped and ``on_skip()`` is called for it.
+
+    ``unwanted(packet)``: True when the caller will not take the packet's frame. The decoder then
+    drops it if no other frame refers to it (FFmpeg's ``skip_frame = NONREF``: in H.264 with
+    B-frames about half the frames), so it is not decoded at all; reference frames are always
+    decoded. The frames that come out are those that would have, less dropped unwanted ones."""
+    ctx = stream.codec_context
+    mode = "DEFAULT"
     for packet in container.demux(stream):
+        if unwanted is not None:
+            want = "NONREF" if unwanted(packet) else "DEFAULT"
+            if want != mode:
+                ctx.skip_frame = mode = want
         try:
             frames = packet.decode()
         except av.FFmpegError as e:
@@ -179,6 +191,7 @@ class FileSource:
         end: float | None = None,
         max_side: int | None = 640,
         queue_size: int = 8,
+        skip_unwanted: bool = True,
     ) -> None:
         if fps is not None and fps <= 0:
             raise InputError(f"--fps must be positive, got {fps}")
@@ -192,6 +205,7 @@ class FileSource:
         self.end = end
         self.max_side = max_side
         self.queue_size = queue_size
+        self.skip_unwanted = skip_unwanted  # let the decoder drop non-reference frames sampling skips
         self.info = probe(path)
         self.skipped = 0  # corrupt packets/frames skipped
         self.decoded = 0  # frames decoded (before sampling)
@@ -262,6 +276,31 @@ class FileSource:
         except BaseException as e:  # handed to the consumer thread, which re-raises it
             self._put(q, e, stop)
 
+    def _unwanted(self, grid: SamplingGrid, stream, tb: float, origin: float) -> Callable[[av.Packet], bool] | None:
+        """A test for packets whose frames sampling will not take (see :func:`decoded_frames`), or
+        None where every frame may be taken or the frame rate is not constant.
+
+        A frame at ``t`` is not taken when ``t`` is before the grid's next point (exact: that point
+        only moves on). Further on, the grid's points are ``next_t + k * step`` and sampling takes
+        the first frame at or after each: with frames every ``dt`` seconds, a frame more than
+        1.5 ``dt`` after the point before it is not that first frame. A frame rate that is not
+        constant turns the test off (a frame missing before it would make a later one the first)."""
+        rate, base = stream.average_rate, stream.base_rate
+        if not (self.fps and rate and base) or abs(float(rate) / float(base) - 1.0) > 0.01:
+            return None
+        dt = 1.0 / float(rate)
+        step = grid.step
+        if not step or dt * 1.5 >= step:
+            return None
+
+        def unwanted(packet: av.Packet) -> bool:
+            if packet.pts is None:
+                return False
+            t = packet.pts * tb - origin + 1e-6  # the tolerance of SamplingGrid.wants
+            g = grid.next_t
+            return t < g or (t - g) % step >= 1.5 * dt
+        return unwanted
+
     def _frames(self, stop: threading.Event) -> Iterator[Frame]:
         container = _open(self.path)
         try:
@@ -275,7 +314,8 @@ class FileSource:
             grid = SamplingGrid(self.start, self.fps)
             w, h = self._out_size()
             index = 0
-            for f in decoded_frames(container, stream, self._skip):
+            unwanted = self._unwanted(grid, stream, float(tb), origin) if self.skip_unwanted else None
+            for f in decoded_frames(container, stream, self._skip, unwanted):
                 if stop.is_set():
                     return
                 self.decoded += 1
