@@ -42,13 +42,16 @@ def test_probe_and_sampling(tmp_path):
 
 @pytest.mark.parametrize("fps, start, end", [(2.0, 0.0, None), (1.0, 0.35, None), (3.0, 0.0, None),
                                              (0.5, 0.0, None), (7.0, 0.1, 4.0), (None, 0.0, None)])
-def test_dropping_unwanted_frames_changes_nothing_taken(tmp_path, fps, start, end):
-    """The decoder drops non-reference frames that sampling will not take (x264's B-frames here):
-    the frames taken are the same, to the bit, and fewer frames are decoded."""
-    path = tmp_path / "a.mp4"
-    with av.open(str(path), "w") as c:  # a square sliding over a still background: x264 uses B-frames
-        s = c.add_stream("libx264", rate=30)
+@pytest.mark.parametrize("codec, ext", [("libx264", "mp4"), ("mpeg4", "avi"), ("mpeg2video", "mpg")])
+def test_dropping_unwanted_frames_changes_nothing_taken(tmp_path, fps, start, end, codec, ext):
+    """The decoder drops non-reference frames that sampling will not take (B-frames here): the
+    frames taken are the same, to the bit, and fewer frames are decoded."""
+    path = tmp_path / f"a.{ext}"
+    with av.open(str(path), "w") as c:  # a square sliding over a still background: B-frames
+        s = c.add_stream(codec, rate=30)
         s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
+        if codec != "libx264":  # x264 chooses its own
+            s.codec_context.max_b_frames = 2
         bg = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
         for i in range(90):
             img = bg.copy()
