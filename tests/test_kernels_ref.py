@@ -45,6 +45,25 @@ def test_delta_assign_ties_and_no_valid_slot():
     assert idx.item() == -1 and best.item() == -math.inf and second.item() == -math.inf
 
 
+def test_delta_assign_ref_on_a_cpu_picks_as_torch_max_does():
+    """On a CPU the index comes from numpy's argmax: the same as ``torch.max`` along the slots,
+    ties (many), NaN, masked rows and all."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randint(-2, 3, (3, 40, 6), generator=gen).float()  # small integers: many exact ties
+    k = torch.randint(-2, 3, (3, 300, 6), generator=gen).float()
+    k[1, 7, 2] = float("nan")  # a NaN slot: NaN is the maximum for every token
+    valid = torch.rand(3, 300, generator=gen) > 0.2
+    valid[1, 7] = True
+    x_mask = torch.rand(3, 40, generator=gen) > 0.1
+    idx, best, _ = delta_assign_ref(x, k, valid, x_mask)
+    sim = torch.bmm(x, k.transpose(1, 2)).masked_fill(~(valid[:, None, :] & x_mask[:, :, None]), float("-inf"))
+    want_best, want_idx = sim.max(dim=-1)
+    want_idx = want_idx.masked_fill(want_best == float("-inf"), -1)
+    assert torch.equal(idx, want_idx)
+    assert torch.equal(best.nan_to_num(7.0), want_best.nan_to_num(7.0))
+    assert bool(best[1][x_mask[1]].isnan().all()) and bool((idx[1][x_mask[1]] == 7).all())
+
+
 def test_delta_merge_ref_matches_per_slot_loop():
     gen = torch.Generator().manual_seed(1)
     B, N, M, D, g_min = 3, 63, 17, 100, 0.05

@@ -47,7 +47,14 @@ def delta_assign_ref(
         if x_mask is not None:
             keep = keep & x_mask[:, :, None]
         sim.masked_fill_(~keep, float("-inf"))
-    best_sim, best_idx = sim.max(dim=-1)
+    if sim.device.type == "cpu":
+        # On a CPU torch's max-with-index along the last dim is an order of magnitude slower than
+        # numpy's argmax (0.40 against 0.03 ms for the classic memory's [1, 48, 9797]); both return
+        # the first index of the maximum (NaN counting as the maximum), so the result is the same.
+        best_idx = torch.from_numpy(sim.detach().numpy().argmax(axis=-1))
+        best_sim = sim.gather(-1, best_idx[..., None]).squeeze(-1)
+    else:
+        best_sim, best_idx = sim.max(dim=-1)
     second_sim = sim.scatter_(-1, best_idx[..., None], float("-inf")).amax(dim=-1)
     best_idx = best_idx.masked_fill(best_sim == float("-inf"), -1)
     return best_idx, best_sim, second_sim
