@@ -5,8 +5,10 @@
 
 The stream: the generated lobby scene (:func:`streamvid.synth.lobby_scene`, 75 s: five people
 entering and leaving, four leaving again, a lighting dip), rendered at ``--size`` and ``--fps`` and
-looped until it lasts ``--hours`` (the lobby is empty at the loop point, so the loop is seamless);
-the ground truth is :func:`streamvid.synth.ground_truth` of the scene, repeated. (Lobbies of other
+looped until it lasts ``--hours``; the ground truth is :func:`streamvid.synth.ground_truth` of the
+scene, repeated, plus what the loop point does: the fifth person, still in the lobby at the end of
+the scene, vanishes there (the next frame is the empty lobby of the scene's start), which is an exit
+in the looped video (the join is not a cut) though not in the scene alone. (Lobbies of other
 seeds joined one after the other are not used: the detector does not see the join between two
 look-alike lobbies as a cut, and reports the whole new room as people entering.)
 
@@ -61,17 +63,32 @@ def build_stream(hours: float, fps: float, size: tuple[int, int], seed: int, var
     from streamvid import synth
 
     w, h = size
-    frames, events, t0 = [], [], 0.0
+    frames, events, chunks, t0 = [], [], [], 0.0
     for k in range(variants):
         scene = synth.lobby_scene(width=w, height=h, fps=fps, seed=seed + k)
         for i in range(scene.n_frames):
             frames.append(synth.render_frame(scene, i))
-        events += [{"t": t0 + e["t"], "event": e["event"]} for e in synth.ground_truth(scene)["events"]]
+        gt = synth.ground_truth(scene)
+        events += [{"t": t0 + e["t"], "event": e["event"]} for e in gt["events"]]
+        # who is in view at the chunk's first and last frame: ground_truth() counts no entry or exit
+        # there (its video starts and ends), but in the joined stream the next frame may differ
+        first_t, last_t = round(scene.frame_time(0), 1), round(scene.frame_time(scene.n_frames - 1), 1)
+        chunks.append((t0, {(k, f["id"]) for f in gt["figures"] if any(a == first_t for a, _ in f["visible"])},
+                       {(k, f["id"]) for f in gt["figures"] if any(b == last_t for _, b in f["visible"])},
+                       last_t))
         t0 += scene.n_frames / fps
     unique_s = t0
     n = int(round(hours * 3600 * fps))
     passes = int(np.ceil(n / len(frames)))
     looped = [{"t": p * unique_s + e["t"], "event": e["event"]} for p in range(passes) for e in events]
+    # The joins (scene to scene, and the loop back to the start) are not cuts: whoever is in view at
+    # the end of a chunk and not at the start of the next one vanishes there (the detector sees them
+    # go: "left" at the chunk's last frame), and the reverse appear ("entered" at the next's first).
+    order = [(p, c) for p in range(passes) for c in chunks]
+    for (p, (c0, _, at_end, last_t)), (q, (n0, at_start, _, _)) in zip(order, order[1:]):
+        looped += [{"t": p * unique_s + c0 + last_t, "event": "left"} for _ in at_end - at_start]
+        looped += [{"t": q * unique_s + n0, "event": "entered"} for _ in at_start - at_end]
+    looped.sort(key=lambda e: e["t"])
     end = n / fps
     return Stream(frames, [e for e in looped if e["t"] < end], fps, n, unique_s, variants)
 

@@ -41,6 +41,10 @@ def test_stream_loops_the_lobby_and_its_ground_truth(be):
     first = [e for e in s.events if e["t"] < 75]
     again = [e for e in s.events if e["t"] >= 75]
     assert first and [e["t"] - 75 for e in again] == [e["t"] for e in first if e["t"] + 75 < 108]
+    # the fifth person is in the lobby at the scene's last frame (74.5 s) and not at its first: at
+    # the loop point they vanish, an exit of the looped video that the scene alone does not have
+    assert {"t": 74.5, "event": "left"} in first
+    assert not any(e["t"] >= 74.5 + 75 for e in s.events)  # the stream ends before the second loop point
 
 
 @pytest.mark.slow
