@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from script_modules import registered_script
 
 
 @pytest.fixture(scope="module")
 def be():
-    spec = importlib.util.spec_from_file_location("bench_events", REPO / "scripts" / "bench_events.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_events"] = mod  # its dataclasses look their module up
-    spec.loader.exec_module(mod)
-    yield mod
-    sys.modules.pop("bench_events", None)
+    with registered_script("bench_events") as mod:
+        yield mod
 
 
 @pytest.fixture(autouse=True)

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from script_modules import registered_script
 
-REPO = Path(__file__).resolve().parent.parent
 FPS = 2.0
 HOURS = 48 / FPS / 3600  # 48 frames: 24 s of stream
 
 
 @pytest.fixture(scope="module")
 def br():
-    spec = importlib.util.spec_from_file_location("bench_retention", REPO / "scripts" / "bench_retention.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(mod)
+    with registered_script("bench_retention") as mod:
         yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from script_modules import load_script
 
 from streamvid import synth
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_stages", REPO / "scripts" / "bench_stages.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_stages")
 
 
 def test_prints_the_cpu_of_every_stage(tmp_path, capsys, one_torch_thread):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
+from script_modules import load_script
 
 from streamvid.kernels import dispatch
 from streamvid.kernels.delta_merge import delta_merge_ref
@@ -14,8 +14,6 @@ from streamvid.memory.deltamem import DeltaMem
 from streamvid.memory.layout import CHANNELS, MemoryLayout
 from streamvid.models.gates import GateNet, slot_features
 from streamvid.types import Encoded
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _unit(*shape, seed=0):
@@ -93,10 +91,7 @@ def test_save_load_round_trip(tmp_path):
 
 @pytest.fixture(scope="module")
 def train_gates():
-    spec = importlib.util.spec_from_file_location("train_gates", REPO / "scripts" / "train_gates.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("train_gates")
 
 
 def test_training_smoke_is_deterministic(train_gates):

@@ -9,7 +9,6 @@ forgets to write shows up; every kernel runs twice and must give bitwise-equal r
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from kernel_inputs import assign_inputs, unit
+from script_modules import registered_script
 
 from streamvid.kernels import dispatch, triton_interpreting
 from streamvid.kernels.delta_assign import delta_assign_ref
@@ -403,14 +403,8 @@ def test_deltamem_update_triton_matches_reference(device, monkeypatch):
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_kernels", REPO / "scripts" / "bench_kernels.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the script is executed
-    try:
-        spec.loader.exec_module(mod)
+    with registered_script("bench_kernels") as mod:
         yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def test_bench_arguments(bench):

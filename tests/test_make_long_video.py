@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import av
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
+from script_modules import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_long_video", REPO / "scripts" / "make_long_video.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("make_long_video")
 
 
 def test_loop_repeats_a_video_with_continuing_timestamps(tmp_path):
