@@ -218,9 +218,7 @@ class Watcher:
             return
         try:
             for frame, update, out in steps:
-                self.memory.update(update.t, update.enc, update.channels, thumb=update.thumb,
-                                   boundary=update.boundary)
-                self.commit(frame, out, stats)
+                self._write_frame(frame, update, out, stats)
                 if on_frame is not None:
                     on_frame(frame)
         except BaseException as e:
@@ -248,7 +246,11 @@ class Watcher:
 
     def _step(self, frame: Frame, enc, stats: IngestStats, boundary: bool = False,
               prepared: PreparedFrame | None = None) -> None:
-        update, out = self.observe(frame, enc, boundary=boundary, prepared=prepared)
+        """One frame in line: observe it, then write it (what the three ingest threads do in turn)."""
+        self._write_frame(frame, *self.observe(frame, enc, boundary=boundary, prepared=prepared), stats)
+
+    def _write_frame(self, frame: Frame, update: FrameUpdate, out: DetectorOutput, stats: IngestStats) -> None:
+        """Write one observed frame into the memory, then pin the detector's entries and exits."""
         self.memory.update(update.t, update.enc, update.channels, thumb=update.thumb, boundary=update.boundary)
         self.commit(frame, out, stats)
 
