@@ -157,13 +157,17 @@ def _video_seconds(info, last_t: float | None, fps: float | None) -> float:
 
 
 # ---------------------------------------------------------------------- worker jobs
-def job_decode(job: dict) -> dict:
+def _source(job: dict):
+    """The job's video as ``watch`` reads it (every frame decoded with ``--decode-all``)."""
     from streamvid.sources import FileSource
 
+    return FileSource(job["video"], fps=job["fps"], max_side=job["max_side"], skip_unwanted=not job.get("decode_all"))
+
+
+def job_decode(job: dict) -> dict:
     runs = []
     for _ in range(job["repeat"]):
-        src = FileSource(job["video"], fps=job["fps"], max_side=job["max_side"],
-                         skip_unwanted=not job.get("decode_all"))
+        src = _source(job)
         frames, last_t = 0, None
         t0, c0 = time.perf_counter(), process_cpu_s()
         for frame in itertools.islice(src, job["max_frames"]):
@@ -196,7 +200,6 @@ def job_ingest(job: dict) -> dict:
     from streamvid.events import EventDetector
     from streamvid.memory import DeltaMem, MemoryLayout
     from streamvid.pipeline import Watcher
-    from streamvid.sources import FileSource
 
     has_pin = hasattr(Watcher, "_pin")
 
@@ -227,8 +230,7 @@ def job_ingest(job: dict) -> dict:
         clock = StageClock()
         if hasattr(encoder, "_colour_bank"):  # clip builds its colour prompts on the first describe():
             encoder._colour_bank = None  # every run pays it, as one `streamvid watch` does
-        src = FileSource(job["video"], fps=job["fps"], max_side=job["max_side"],
-                         skip_unwanted=not job.get("decode_all"))
+        src = _source(job)
         layout = MemoryLayout.from_budget(int(job["memory_mb"] * 2**20), encoder.dim)
         memory = DeltaMem(layout)
         watcher = TimedWatcher(
