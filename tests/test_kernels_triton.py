@@ -353,6 +353,19 @@ def test_dispatch_works_without_triton():
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
 
 
+def _counting(kernels, calls: list[str]) -> tuple:
+    """``kernels`` (the dispatch's Triton functions) wrapped to append their names to ``calls``."""
+
+    def counted(f):
+        def run(*a, **kw):
+            calls.append(f.__name__)
+            return f(*a, **kw)
+
+        return run
+
+    return tuple(counted(f) for f in kernels)
+
+
 def test_deltamem_update_triton_matches_reference(device, monkeypatch):
     from streamvid.memory import DeltaMem, MemoryLayout
     from streamvid.memory.layout import CHANNELS
@@ -371,16 +384,8 @@ def test_deltamem_update_triton_matches_reference(device, monkeypatch):
         frames.append(Encoded(tokens / tokens.norm(dim=-1, keepdim=True), unit(D, gen=gen)))
 
     calls = []
-
-    def counted(f):
-        def run(*a, **kw):
-            calls.append(f.__name__)
-            return f(*a, **kw)
-
-        return run
-
     monkeypatch.setenv("STREAMVID_KERNELS", "triton")
-    monkeypatch.setattr(dispatch, "_kernels", tuple(counted(f) for f in dispatch._load_kernels()))
+    monkeypatch.setattr(dispatch, "_kernels", _counting(dispatch._load_kernels(), calls))
     mems = {}
     for backend in ("reference", "triton"):
         monkeypatch.setenv("STREAMVID_KERNELS", backend)
@@ -464,7 +469,7 @@ def test_watch_gives_the_same_answers_through_the_triton_backend(device, monkeyp
 
 
 @pytest.mark.slow
-def test_memory_on_a_gpu_answers_as_the_cpu_reference(tmp_path):
+def test_memory_on_a_gpu_answers_as_the_cpu_reference(tmp_path, monkeypatch):
     """On a CUDA GPU, a memory whose buffers live there runs its kernels on Triton (the dispatch's
     ``auto`` rule, no environment variable); ingesting a video into it gives the memory and the
     answers of the same ingest into a memory on the CPU (the PyTorch references). Skipped without CUDA."""
@@ -483,22 +488,11 @@ def test_memory_on_a_gpu_answers_as_the_cpu_reference(tmp_path):
     calls = []
     real = dispatch._load_kernels()
     assert real is not None, dispatch._import_error
-
-    def counted(f):
-        def run(*a, **kw):
-            calls.append(f.__name__)
-            return f(*a, **kw)
-
-        return run
-
+    monkeypatch.setattr(dispatch, "_kernels", _counting(real, calls))  # the CPU memory does not call them
     mems = {}
     for device in ("cpu", "cuda"):
         mem = new_memory(enc, 256 * 1024, device=device)
-        dispatch._kernels = tuple(counted(f) for f in real)
-        try:
-            ingest_file(FileSource(str(video), fps=4.0), SamplingGrid(0.0, 4.0), enc, mem)
-        finally:
-            dispatch._kernels = real
+        ingest_file(FileSource(str(video), fps=4.0), SamplingGrid(0.0, 4.0), enc, mem)
         mems[device] = mem
     cpu, gpu = mems["cpu"], mems["cuda"]
     assert "delta_assign_triton" in calls and "delta_merge_triton" in calls  # the GPU memory used them

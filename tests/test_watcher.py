@@ -113,18 +113,22 @@ def test_a_memory_error_reaches_the_caller_and_later_batches_are_not_written():
     assert len(seen) == 5 and len(calls) == 6  # the writes stopped there: no frame after it was written
 
 
-def test_configure_threads_for_classic():
+@pytest.fixture
+def thread_pools():
+    """OpenCV's and torch's thread counts, restored after the test."""
     cv_before, torch_before = cv2.getNumThreads(), torch.get_num_threads()
-    try:
-        configure_threads(ClassicEncoder())
-        assert cv2.getNumThreads() == 1 and torch.get_num_threads() == 1
-    finally:
-        cv2.setNumThreads(cv_before)
-        torch.set_num_threads(torch_before)
+    yield
+    cv2.setNumThreads(cv_before)
+    torch.set_num_threads(torch_before)
+
+
+def test_configure_threads_for_classic(thread_pools):
+    configure_threads(ClassicEncoder())
+    assert cv2.getNumThreads() == 1 and torch.get_num_threads() == 1
 
 
 @pytest.mark.parametrize("device, threads", [("cpu", None), ("cuda", 4)])
-def test_configure_threads_for_an_encoder_on_a_device(device, threads):
+def test_configure_threads_for_an_encoder_on_a_device(device, threads, thread_pools):
     """A CLIP on the CPU keeps torch's threads for its matrix products; one on a GPU leaves the
     CPU pool only the memory's small updates, which more than a few threads slow down."""
     class Enc:  # what configure_threads reads of an encoder
@@ -133,17 +137,12 @@ def test_configure_threads_for_an_encoder_on_a_device(device, threads):
         def __init__(self, device):
             self.device = torch.device(device)
 
-    cv_before, torch_before = cv2.getNumThreads(), torch.get_num_threads()
-    try:
-        torch.set_num_threads(8)
-        configure_threads(Enc(device))
-        assert cv2.getNumThreads() == 1 and torch.get_num_threads() == (threads or 8)
-        torch.set_num_threads(2)
-        configure_threads(Enc(device))
-        assert torch.get_num_threads() == 2  # never more than torch had
-    finally:
-        cv2.setNumThreads(cv_before)
-        torch.set_num_threads(torch_before)
+    torch.set_num_threads(8)
+    configure_threads(Enc(device))
+    assert cv2.getNumThreads() == 1 and torch.get_num_threads() == (threads or 8)
+    torch.set_num_threads(2)
+    configure_threads(Enc(device))
+    assert torch.get_num_threads() == 2  # never more than torch had
 
 
 def test_detector_prepares_each_frame_on_the_encoder_thread_in_order():
