@@ -1,9 +1,10 @@
 """The entry/exit detector on generated scenes with known ground truth (frames fed directly)."""
 
+import cv2
 import numpy as np
 import pytest
 
-from streamvid.events import EventDetector
+from streamvid.events import EventDetector, ViewChecker
 from streamvid.synth import Figure, Scene, ground_truth, render
 from streamvid.types import Frame
 
@@ -83,6 +84,29 @@ def test_moving_camera_is_not_an_entry():
     found, boundaries, _ = run(scene, transform=pan)
     assert found == []
     assert boundaries, "the pan should be reported as a segment boundary"
+
+
+def test_camera_move_test_at_half_size_first_decides_as_the_full_size_one():
+    """The half-size phase correlation may only settle still views: every shift, including the
+    ones near the 2.5-pixel threshold, is decided as the full-size test alone decides it."""
+    scene = Scene(320, 240, 10, 1.0, 8, ["street"], noise_sigma=2.0,
+                  figures=[walker(1, "red", "blue", 0.0, 3.0)])
+    rgb = next(iter(render(scene)))[1]
+    small = cv2.resize(rgb, (320, 180), interpolation=cv2.INTER_AREA)
+    checked = 0
+    for dx, dy in [(0, 0), (0.3, 0), (1, 0.5), (1.8, 0), (2.2, 1.0), (2.4, 0.6), (2.6, 0), (3, 0),
+                   (0, 2.7), (4, 3), (8, 0)]:
+        moved = cv2.warpAffine(small, np.float32([[1, 0, dx], [0, 1, dy]]), (320, 180),
+                               borderMode=cv2.BORDER_REPLICATE)
+        grays = [cv2.GaussianBlur(cv2.cvtColor(im, cv2.COLOR_RGB2YCrCb), (5, 5), 1.2)
+                 .astype(np.float32)[..., 0] for im in (small, moved)]
+        (fx, fy), resp = cv2.phaseCorrelate(*grays)
+        expected = resp > 0.05 and np.hypot(fx, fy) > 2.5
+        view = ViewChecker()
+        assert view.check(small, grays[0]) == (False, False)
+        assert view.check(moved, grays[1]) == (False, expected), (dx, dy)
+        checked += expected
+    assert checked >= 4  # the shifts past the threshold were reported as moves
 
 
 def test_person_standing_still_for_a_while_is_one_visit():

@@ -249,7 +249,7 @@ class ConsistencyMonitor:
         for i, (f, enc) in enumerate(zip(batch, encoded)):
             small = self._small(f.rgb)
             gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
-            cut, _ = self._view.check(small, gray)
+            cut, _ = self._view.check(small, gray, moves=False)
             if cut or not self.shots:
                 self._close_shot()
                 self._open_shot(f.t)
