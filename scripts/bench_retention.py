@@ -3,6 +3,7 @@
     python scripts/bench_retention.py --markdown --plot bench_retention.png --json /tmp/retention.json
     python scripts/bench_retention.py --quick --markdown            # 0.1 h, 3 budgets, 10 needles
     python scripts/bench_retention.py --haystack vtest --markdown   # ../shared/data/vtest.avi looped
+    python scripts/bench_retention.py --haystack vtest --seeds 0 1 2 3 4 --markdown   # 5 cuts, pooled
 
 Every memory (:mod:`streamvid.memory.baselines`: ``METHODS``, ``make_memory``) is fed the same
 stream of encoded frames (``update(t, enc)``), then asked ``search(query, top_k=1)``. Frames are
@@ -56,6 +57,12 @@ Tasks (all top-1, after the whole stream has been ingested):
 Per method and budget: hit rate per task, ``nbytes`` after the stream, bytes as % of keep-all's,
 mean update time per frame (ms) and mean search time per query (ms); retention = hit rate ÷
 keep-all's hit rate. keep-all runs once (it has no budget).
+
+``--seeds S ...`` runs the whole benchmark once per seed (another generated stream, or another cut
+of the tree.avi needles) and reports the hits pooled over the runs. Where a baseline beats Δ-Mem
+the goal check gives the paired (exact McNemar) test of the two methods' hits on the same queries:
+how many only the baseline finds, how many only Δ-Mem finds, and the chance of a split at least
+that uneven were each of those queries a coin toss.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import shlex
 import sys
@@ -581,6 +589,7 @@ def run_one(name: str, budget_bytes: int | None, bench: Bench, encoder, make_mem
         "needle": sum(needle_hit) / max(len(needle_hit), 1),
         "recall": sum(recall_hit) / max(len(recall_hit), 1),
         "needle_hits": needle_hit,
+        "recall_hits": recall_hit,
         "needle_by_needle": by_needle,
         "needle_t": needle_t,
         "recall_t": recall_t,
@@ -665,6 +674,31 @@ def _needle_table(runs: list[dict], methods: list[str], budgets: list[float]) ->
     return out
 
 
+def paired(a: list[bool], b: list[bool]) -> tuple[int, int, float]:
+    """Two methods' hits on the same queries → ``(only_a, only_b, p)``: the queries only ``a`` finds,
+    those only ``b`` finds, and the exact two-sided McNemar p-value of the difference (the chance
+    of a split at least this uneven if each of the ``only_a + only_b`` discordant queries were a
+    coin toss between the two)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired hits need the same queries ({len(a)} vs {len(b)})")
+    only_a = sum(1 for x, y in zip(a, b) if x and not y)
+    only_b = sum(1 for x, y in zip(a, b) if y and not x)
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return only_a, only_b, p
+
+
+def _loss(r: dict, dm: dict, task: str) -> str:
+    """``"moviechat at 0.25 MiB (0.434 vs 0.340 …)"``: a baseline's win over Δ-Mem, with the paired
+    test when both rows have their per-query hits."""
+    text = f"{r['method']} at {r['budget_mib']:g} MiB ({r[task]:.3f} vs {dm[task]:.3f}"
+    key = task + "_hits"
+    if key in r and key in dm:
+        only_r, only_dm, p = paired(r[key], dm[key])
+        text += f"; {only_r} queries only it finds, {only_dm} only Δ-Mem, McNemar p = {p:.2g}"
+    return text + ")"
+
+
 def goal_check(result: dict, methods: list[str], budgets: list[float]) -> list[str]:
     """The issue's goal for Δ-Mem, stated as facts: retention ≥ 97 % at a budget of ≤ 1 % of
     keep-all's bytes (each such budget is listed with its retention, and which meet the goal), and
@@ -692,7 +726,7 @@ def goal_check(result: dict, methods: list[str], budgets: list[float]) -> list[s
                 continue
             for r in runs:
                 if r["budget_mib"] == b and r["method"] not in ("delta-mem", REFERENCE) and r[task] > dm[b][task]:
-                    losses.append(f"{r['method']} at {b:g} MiB ({r[task]:.3f} vs {dm[b][task]:.3f})")
+                    losses.append(_loss(r, dm[b], task))
         out.append(f"- {task}: Δ-Mem best of all baselines at every budget — "
                    + ("yes" if not losses else "NO; beaten by " + ", ".join(losses)))
     return out
@@ -751,6 +785,75 @@ def markdown(result: dict, methods: list[str], budgets: list[float]) -> str:
         lines += ["Failed runs:", ""] + [f"- {r['method']} @ {r['budget_mib']} MiB: {r['error']}" for r in failed]
         lines += [""]
     lines += [f"Note: {EVENT_NOTE}"]
+    return "\n".join(lines)
+
+
+def pool(results: list[dict]) -> dict:
+    """Several runs of the same methods and budgets (one per seed) → one ``{"runs", "reference"}``
+    whose rows hold the per-query hits of every run, one after the other: hit rates and retention
+    over all the queries, bytes and times averaged over the runs."""
+    rows: dict[tuple, list[dict]] = {}
+    for res in results:
+        for r in res["runs"]:
+            rows.setdefault((r["method"], r["budget_mib"]), []).append(r)
+    runs = []
+    for (method, mib), rs in rows.items():
+        if len(rs) != len(results) or any("error" in r for r in rs):
+            runs.append({"method": method, "budget_mib": mib,
+                         "error": "; ".join(r["error"] for r in rs if "error" in r) or "missing from a run"})
+            continue
+        row = {"method": method, "budget_mib": mib}
+        for task in TASKS:
+            hits = [h for r in rs for h in r[task + "_hits"]]
+            row[task + "_hits"], row[task] = hits, sum(hits) / max(len(hits), 1)
+        for key in ("nbytes", "update_ms", "search_ms"):
+            row[key] = sum(r[key] for r in rs) / len(rs)
+        runs.append(row)
+    ref = next((r for r in runs if r["method"] == REFERENCE and "error" not in r), None)
+    for r in runs:
+        if "error" in r:
+            continue
+        for task in TASKS:
+            r[f"{task}_retention"] = (r[task] / ref[task]) if ref and ref[task] > 0 else None
+        r["bytes_pct"] = 100.0 * r["nbytes"] / ref["nbytes"] if ref else None
+    return {"runs": runs, "reference": ref}
+
+
+def pooled_markdown(result: dict, methods: list[str], budgets: list[float]) -> str:
+    """The report of a ``--seeds`` run: hits pooled over the seeds, retention, and the goal check
+    with paired tests."""
+    seeds = result["seeds"]
+    pooled = result["pooled"]
+    info, cfg = seeds[0]["info"], seeds[0]["config"]
+    counts = {task: [len(s["reference"][task + "_hits"]) if s["reference"] else 0 for s in seeds] for task in TASKS}
+    lines = [
+        f"**Machine:** {result['machine']} (before the run); load average after: {seeds[-1]['load_after']}",
+        "",
+        f"**Streams:** {len(seeds)} runs, seeds {', '.join(str(s['config']['seed']) for s in seeds)}: each "
+        f"{info['stream_s'] / 3600:.2f} h at {cfg['fps']:g} fps, haystack {info['haystack']}, needles from "
+        f"{info['needle_source']}; in the first run {_needle_query_text(info)}; needle queries per run "
+        f"{'/'.join(map(str, counts['needle']))}, recall queries {'/'.join(map(str, counts['recall']))}. "
+        f"Encoder: {cfg['encoder']}. The whole run took {sum(s['wall_s'] for s in seeds) / 60:.1f} min.",
+        "",
+        f"**Command:** `{result['command']}`",
+        "",
+    ]
+    for task in TASKS:
+        total = sum(counts[task])
+        lines += [f"{TASK_TITLES[task]}, hits of {total} queries pooled over the runs:", ""]
+        hits = [dict(r, hits=sum(r[task + "_hits"])) for r in pooled["runs"] if "error" not in r]
+        lines += _table(hits + [r for r in pooled["runs"] if "error" in r], methods, budgets, "hits", "{:d}") + [""]
+        lines += [f"Retention on {task}, pooled (hits ÷ keep-all's):", ""]
+        lines += _table(pooled["runs"], methods, budgets, task + "_retention", "{:.0%}") + [""]
+        per = ", ".join(f"{sum(s['reference'][task + '_hits'])}/{n}" for s, n in zip(seeds, counts[task]) if s["reference"])
+        lines += [f"keep-all per run: {per}.", ""]
+    lines += ["Bytes held after the stream, as % of keep-all's (mean over the runs):", ""]
+    lines += _table(pooled["runs"], methods, budgets, "bytes_pct", "{:.2f} %") + [""]
+    goal = goal_check(pooled, methods, budgets)
+    if goal:
+        lines += ["Δ-Mem's goal on the pooled queries (≥ 97 % retention at ≤ 1 % of keep-all's bytes; best at "
+                  "every budget; a baseline's win comes with the paired test of the two methods' hits):", ""]
+        lines += goal + [""]
     return "\n".join(lines)
 
 
@@ -827,6 +930,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--encoder", choices=["classic", "clip"], default="classic")
     p.add_argument("--clip-weights", default=None, help="a local CLIP checkpoint (else random weights)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="run once per seed (another stream or cut of the needles each) and report the "
+                        "hits pooled over all of them, with paired tests against Δ-Mem")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the memories' tensors are small)")
     p.add_argument("--cache", default=None, help="keep the encoded stream in this folder")
     p.add_argument("--quick", action="store_true", help="0.1 h, budgets 0.25 1 4 MiB, 10 needles, 100 recall")
@@ -858,40 +964,49 @@ def main(argv: list[str] | None = None) -> dict:
 
     mach = machine()
     log(f"machine: {mach}")
-    t0 = time.perf_counter()
     encoder = make_encoder(args.encoder, args.clip_weights)
-    bench = build_bench(encoder, hours=hours, fps=args.fps, haystack=args.haystack, needle_source=source,
-                        needles=needles, recall=recall, unique_minutes=args.unique_minutes, seed=args.seed,
-                        cache=args.cache, needle_queries=args.needle_queries)
-    res = run_all(bench, encoder, methods, budgets, make_memory)
     command = "python scripts/bench_retention.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    result = {
-        "machine": mach,
-        "load_after": ", ".join(f"{v:.2f}" for v in os.getloadavg()),
-        "command": command.strip(),
-        "config": {"hours": hours, "fps": args.fps, "haystack": args.haystack, "needle_source": source,
-                   "needles": needles, "needle_queries": args.needle_queries, "recall": recall,
-                   "unique_minutes": args.unique_minutes, "seed": args.seed,
-                   "methods": methods, "budgets": budgets, "encoder": args.encoder,
-                   "clip_weights": args.clip_weights, "threads": args.threads,
-                   "encoder_note": ("clip with RANDOM weights: hit rates say nothing about quality"
-                                    if args.encoder == "clip" and not args.clip_weights else None),
-                   "needle_slack_s": NEEDLE_SLACK, "recall_slack_s": RECALL_SLACK,
-                   "method_kwargs": {m: method_kwargs(m, encoder) for m in methods if method_kwargs(m, encoder)}},
-        "info": bench.info,
-        "needles": [asdict(n) for n in bench.needles],
-        "wall_s": time.perf_counter() - t0,
-        "event_grounding": EVENT_NOTE,
-        **res,
-    }
-    log(f"done in {result['wall_s'] / 60:.1f} min")
+    results = []
+    for seed in args.seeds or [args.seed]:
+        t0 = time.perf_counter()
+        if args.seeds:
+            log(f"seed {seed}")
+        bench = build_bench(encoder, hours=hours, fps=args.fps, haystack=args.haystack, needle_source=source,
+                            needles=needles, recall=recall, unique_minutes=args.unique_minutes, seed=seed,
+                            cache=args.cache, needle_queries=args.needle_queries)
+        res = run_all(bench, encoder, methods, budgets, make_memory)
+        results.append({
+            "machine": mach,
+            "load_after": ", ".join(f"{v:.2f}" for v in os.getloadavg()),
+            "command": command.strip(),
+            "config": {"hours": hours, "fps": args.fps, "haystack": args.haystack, "needle_source": source,
+                       "needles": needles, "needle_queries": args.needle_queries, "recall": recall,
+                       "unique_minutes": args.unique_minutes, "seed": seed,
+                       "methods": methods, "budgets": budgets, "encoder": args.encoder,
+                       "clip_weights": args.clip_weights, "threads": args.threads,
+                       "encoder_note": ("clip with RANDOM weights: hit rates say nothing about quality"
+                                        if args.encoder == "clip" and not args.clip_weights else None),
+                       "needle_slack_s": NEEDLE_SLACK, "recall_slack_s": RECALL_SLACK,
+                       "method_kwargs": {m: method_kwargs(m, encoder) for m in methods if method_kwargs(m, encoder)}},
+            "info": bench.info,
+            "needles": [asdict(n) for n in bench.needles],
+            "wall_s": time.perf_counter() - t0,
+            "event_grounding": EVENT_NOTE,
+            **res,
+        })
+        log(f"done in {results[-1]['wall_s'] / 60:.1f} min")
+    result = results[0] if not args.seeds else {"command": command.strip(), "machine": mach, "seeds": results,
+                                                "pooled": pool(results)}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     if args.plot:
-        plot(result, methods, budgets, args.plot)
-        log(f"plot: {args.plot}")
+        if args.seeds:
+            log("--plot draws one run: left out with --seeds")
+        else:
+            plot(result, methods, budgets, args.plot)
+            log(f"plot: {args.plot}")
     if args.markdown:
-        print(markdown(result, methods, budgets))
+        print(markdown(result, methods, budgets) if not args.seeds else pooled_markdown(result, methods, budgets))
     elif not args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "info"}, indent=1))
     return result

@@ -151,3 +151,59 @@ def test_goal_check_names_the_budgets_that_meet_the_goal(br):
     assert "0.25 MiB (0.25 % of keep-all): 75%" in lines[2] and lines[2].endswith("→ met at 0.5 MiB (goal ≥ 97 %)")
     assert "2 MiB" not in lines[2]  # 2 % of keep-all's bytes: not a budget the goal counts
     assert lines[3] == "- recall: Δ-Mem best of all baselines at every budget — NO; beaten by uniform at 0.25 MiB (0.700 vs 0.600)"
+
+
+def test_paired_counts_the_discordant_queries_and_gives_the_exact_mcnemar_p(br):
+    a = [True, True, True, False, False, True]
+    b = [True, False, False, False, True, True]
+    assert br.paired(a, b)[:2] == (2, 1)
+    assert br.paired(a, b)[2] == pytest.approx(1.0)  # 2 vs 1: a coin could do that
+    assert br.paired(a, a) == (0, 0, 1.0)
+    ten = [True] * 10
+    only, none = br.paired(ten, [False] * 10)[:2], br.paired(ten, [False] * 10)[2]
+    assert only == (10, 0) and none == pytest.approx(2 / 2**10)  # ten to none: p = 2 * 0.5**10
+    assert br.paired([True] * 6 + [False], [False] * 6 + [True])[2] == pytest.approx(2 * 8 / 2**7)
+    with pytest.raises(ValueError):
+        br.paired([True], [True, False])
+
+
+def test_pool_joins_the_runs_queries_and_the_goal_check_tests_a_loss(br):
+    def run(method, mib, needle, recall, nbytes):
+        return {"method": method, "budget_mib": mib, "nbytes": nbytes, "update_ms": 1.0, "search_ms": 0.5,
+                "needle_hits": needle, "recall_hits": recall}
+
+    seed0 = {"runs": [run("keep-all", None, [True, True], [True, False], 1000),
+                      run("delta-mem", 0.25, [True, False], [True, False], 10),
+                      run("moviechat", 0.25, [True, True], [False, False], 10)]}
+    seed1 = {"runs": [run("keep-all", None, [True, False, True], [True], 2000),
+                      run("delta-mem", 0.25, [False, False, True], [True], 10),
+                      run("moviechat", 0.25, [True, False, True], [True], 30)]}
+    pooled = br.pool([seed0, seed1])
+    rows = {(r["method"], r["budget_mib"]): r for r in pooled["runs"]}
+    ref, dm, mc = rows[("keep-all", None)], rows[("delta-mem", 0.25)], rows[("moviechat", 0.25)]
+    assert pooled["reference"] is ref
+    assert dm["needle_hits"] == [True, False, False, False, True] and dm["needle"] == pytest.approx(2 / 5)
+    assert ref["needle"] == pytest.approx(4 / 5) and dm["needle_retention"] == pytest.approx(0.5)
+    assert ref["recall"] == pytest.approx(2 / 3) and mc["recall_retention"] == pytest.approx(0.5)
+    assert mc["nbytes"] == 20 and mc["bytes_pct"] == pytest.approx(100 * 20 / 1500)
+    lines = br.goal_check(pooled, ["keep-all", "delta-mem", "moviechat"], [0.25])
+    assert lines[1] == ("- needle: Δ-Mem best of all baselines at every budget — NO; beaten by moviechat at "
+                        "0.25 MiB (0.800 vs 0.400; 2 queries only it finds, 0 only Δ-Mem, McNemar p = 0.5)")
+    assert lines[3] == "- recall: Δ-Mem best of all baselines at every budget — yes"
+    # a method missing from a run is an error row of the pool, not a row of fewer queries
+    partial = br.pool([seed0, {"runs": seed1["runs"][:2]}])
+    assert "error" in {(r["method"], r["budget_mib"]): r for r in partial["runs"]}[("moviechat", 0.25)]
+
+
+def test_main_cli_pools_seeds(br, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    br.main(["--hours", str(HOURS), "--needles", "2", "--recall", "4", "--methods", "keep-all", "delta-mem",
+             "--budgets", "0.25", "--seeds", "0", "1", "--json", str(out), "--markdown"])
+    data = json.loads(out.read_text())
+    assert [s["config"]["seed"] for s in data["seeds"]] == [0, 1]
+    ref = data["pooled"]["reference"]
+    n_q = sum(len(s["reference"]["needle_hits"]) for s in data["seeds"])
+    assert len(ref["needle_hits"]) == n_q and len(ref["recall_hits"]) == 8
+    text = capsys.readouterr().out
+    assert f"hits of {n_q} queries pooled over the runs" in text and "seeds 0, 1" in text
+    assert "| delta-mem |" in text and "Δ-Mem's goal on the pooled queries" in text
