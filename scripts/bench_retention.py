@@ -615,6 +615,11 @@ def run_all(bench: Bench, encoder, methods: list[str], budgets: list[float], mak
         runs.append(row)
         log(f"[{i + 1}/{len(todo)}] {label}: needle {row['needle']:.2f}, recall {row['recall']:.2f}, "
             f"{row['nbytes'] / 2**20:.3f} MiB, {row['update_ms']:.2f} ms/frame ({time.perf_counter() - t0:.0f} s)")
+    return _relative(runs)
+
+
+def _relative(runs: list[dict]) -> dict:
+    """``{"runs", "reference"}`` with each row's retention per task and bytes as % of keep-all's."""
     ref = next((r for r in runs if r["method"] == REFERENCE and "error" not in r), None)
     for r in runs:
         if "error" in r:
@@ -809,14 +814,7 @@ def pool(results: list[dict]) -> dict:
         for key in ("nbytes", "update_ms", "search_ms"):
             row[key] = sum(r[key] for r in rs) / len(rs)
         runs.append(row)
-    ref = next((r for r in runs if r["method"] == REFERENCE and "error" not in r), None)
-    for r in runs:
-        if "error" in r:
-            continue
-        for task in TASKS:
-            r[f"{task}_retention"] = (r[task] / ref[task]) if ref and ref[task] > 0 else None
-        r["bytes_pct"] = 100.0 * r["nbytes"] / ref["nbytes"] if ref else None
-    return {"runs": runs, "reference": ref}
+    return _relative(runs)
 
 
 def pooled_markdown(result: dict, methods: list[str], budgets: list[float]) -> str:
