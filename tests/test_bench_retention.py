@@ -187,6 +187,9 @@ def test_pool_joins_the_runs_queries_and_the_goal_check_tests_a_loss(br):
     assert ref["recall"] == pytest.approx(2 / 3) and mc["recall_retention"] == pytest.approx(0.5)
     assert mc["nbytes"] == 20 and mc["bytes_pct"] == pytest.approx(100 * 20 / 1500)
     lines = br.goal_check(pooled, ["keep-all", "delta-mem", "moviechat"], [0.25])
+    assert lines[0] == ("- needle: retention at ≤ 1 % of keep-all's bytes — 0.25 MiB (0.67 % of keep-all): 50% "
+                        "(2 queries only keep-all finds, 0 only Δ-Mem, McNemar p = 0.5) → NOT met at any of them "
+                        "(goal ≥ 97 %)")
     assert lines[1] == ("- needle: Δ-Mem best of all baselines at every budget — NO; beaten by moviechat at "
                         "0.25 MiB (0.800 vs 0.400; 2 queries only it finds, 0 only Δ-Mem, McNemar p = 0.5)")
     assert lines[3] == "- recall: Δ-Mem best of all baselines at every budget — yes"
