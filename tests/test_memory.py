@@ -318,6 +318,25 @@ def test_frames_the_last_line_explains_join_it_while_the_timeline_has_room():
     assert len(off.segments()) == 8  # without the tolerance: a segment per frame, then merges
 
 
+def test_a_one_frame_segment_takes_a_second_frame_only_of_the_same_view():
+    """A line through two frames fits any two: a one-frame segment takes the next frame only when
+    it shows the same view (cosine ≥ scene_threshold), never across a cut, so no line runs from
+    one view to another (its middle would be a blend of the two that no camera showed)."""
+    gen = torch.Generator().manual_seed(11)
+    a, b, c = unit(D, gen=gen), unit(D, gen=gen), unit(D, gen=gen)  # three views, cosine ~0
+    near = a + 0.2 * unit(D, gen=gen)  # the same view, a little changed: cosine ~0.98 with a
+    near = near / near.norm()
+    mem = DeltaMem(small_layout(segments=8))
+    for f, g in enumerate([a, b, c, a, near]):
+        mem.update(0.5 * f, Encoded(g[None], g), QUIET)
+    assert [s.count for s in mem.segments()] == [1, 1, 1, 2]  # cuts stay apart; the same view joins
+    # a blend of two views is found on a frame of one of them, not halfway between the two
+    # (before, a and b shared a line and this query matched its middle, t = 0.25, with cosine 1)
+    mid = (a + b) / (a + b).norm()
+    t = float(mem.read(mid, top_k=1).segments.t[0])
+    assert not any(lo < t < hi for lo, hi in [(0.0, 0.5), (0.5, 1.0), (1.0, 1.5)]), t
+
+
 def test_segment_channels_keep_max_and_mean_brightness():
     mem = DeltaMem(small_layout())
     a = basis(0)

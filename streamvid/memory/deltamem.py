@@ -170,7 +170,11 @@ class DeltaMem:
             than the nearest single frame does: without it, a budget roomy enough to never merge
             (an hour at 4 MiB, classic encoder) found 0.83 of the retention benchmark's held-out
             frames, with it 0.86, as 2 MiB does with merges. Once the timeline is full, merges
-            (globally the cheapest pair) do this better than a greedy choice. 0: off.
+            (globally the cheapest pair) do this better than a greedy choice. 0: off. A segment of
+            one frame has no line yet (a line through two frames fits any two exactly), so it takes
+            a second frame only when that frame shows the same view (``scene_threshold``): a line
+            through a cut would place, between the two views, blends that no camera showed, and
+            such a blend had drawn needle queries away from their needles.
         seg_time_scale: seconds; when the timeline is full, the cost of merging two adjacent
             segments is the rise of the residual sum of squares of their lines times ``1 + span /
             seg_time_scale``, ``span`` being the merged segment's length (end of the second minus
@@ -645,7 +649,10 @@ class DeltaMem:
         if not boundary and (same or tolerant):  # only then is the extended segment needed
             stats = self._row_stats(last)
             merged = self._combine(stats, one)
-            same = same or self._rise_row(stats, one, merged) < self.seg_tolerance
+            # a segment of one frame has no line yet (a line through two frames fits any two): it
+            # takes a second frame only of the same view, or its line would run between two views
+            line = stats[0] > 1.0 or cos_last >= self.scene_threshold
+            same = same or line and self._rise_row(stats, one, merged) < self.seg_tolerance
         if same and not boundary:
             c = int(stats[0])
             self._store_seg(last, merged, self._item("seg_start", last), t)
