@@ -832,7 +832,10 @@ def pooled_markdown(result: dict, methods: list[str], budgets: list[float]) -> s
     seeds = result["seeds"]
     pooled = result["pooled"]
     info, cfg = seeds[0]["info"], seeds[0]["config"]
-    counts = {task: [len(s["reference"][task + "_hits"]) if s["reference"] else 0 for s in seeds] for task in TASKS}
+    def queries(res: dict, task: str) -> int:  # every method answers the same queries: any row counts them
+        return next((len(r[task + "_hits"]) for r in res["runs"] if "error" not in r), 0)
+
+    counts = {task: [queries(s, task) for s in seeds] for task in TASKS}
     lines = [
         f"**Machine:** {result['machine']} (before the run); load average after: {seeds[-1]['load_after']}",
         "",

@@ -210,3 +210,7 @@ def test_main_cli_pools_seeds(br, tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"hits of {n_q} queries pooled over the runs" in text and "seeds 0, 1" in text
     assert "| delta-mem |" in text and "Δ-Mem's goal on the pooled queries" in text
+    # without keep-all the queries are still counted (from the rows there are)
+    br.main(["--hours", str(HOURS), "--needles", "2", "--recall", "4", "--methods", "delta-mem",
+             "--budgets", "0.25", "--seeds", "0", "1", "--markdown"])
+    assert f"hits of {n_q} queries pooled over the runs" in capsys.readouterr().out
