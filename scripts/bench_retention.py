@@ -856,7 +856,7 @@ def pooled_markdown(result: dict, methods: list[str], budgets: list[float]) -> s
         lines += [f"Retention on {task}, pooled (hits ÷ keep-all's):", ""]
         lines += _table(pooled["runs"], methods, budgets, task + "_retention", "{:.0%}") + [""]
         per = ", ".join(f"{sum(s['reference'][task + '_hits'])}/{n}" for s, n in zip(seeds, counts[task]) if s["reference"])
-        lines += [f"keep-all per run: {per}.", ""]
+        lines += [f"keep-all per run: {per}.", ""] if per else []
     lines += ["Bytes held after the stream, as % of keep-all's (mean over the runs):", ""]
     lines += _table(pooled["runs"], methods, budgets, "bytes_pct", "{:.2f} %") + [""]
     goal = goal_check(pooled, methods, budgets)
