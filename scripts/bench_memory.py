@@ -295,14 +295,12 @@ def main() -> None:
                    help="torch device of the memory for sweep and bank (default: cpu; cuda: the Triton kernels)")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args()
-    import torch
+    from streamvid.models.base import EncoderError, resolve_device
 
     try:
-        dev = torch.device(args.device)
-    except RuntimeError as e:
+        args.device = str(resolve_device(args.device))  # the encoders' check: a bad name, no CUDA
+    except EncoderError as e:
         p.error(f"--device {args.device}: {e}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        p.error(f"--device {args.device}: CUDA is not available on this machine")
     print(f"machine: {machine()}", file=sys.stderr)
     s = sweep(args.slots, args.streams, args.tokens, args.dim, args.repeat, args.device) if args.what in ("sweep", "all") else []
     f = footprint(args.video, args.minutes, args.hours) if args.what in ("footprint", "all") else []

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from streamvid.kernels import dispatch
-from streamvid.memory.deltamem import DeltaMem, resolve_device
+from streamvid.memory.deltamem import DeltaMem, indexed_device
 from streamvid.memory.layout import MemoryLayout
 from streamvid.types import Encoded
 
@@ -57,7 +57,7 @@ class MemoryBank:
         if n < 1:
             raise ValueError(f"a bank needs at least one memory, got {n}")
         self.layout = layout
-        self.device = resolve_device(device)
+        self.device = indexed_device(device)
         specs = layout.buffers()
         self.stacked = {name: torch.zeros((n, *specs[name][0]), dtype=specs[name][1], device=self.device)
                         for name in STACKED}

@@ -50,7 +50,7 @@ SEG_TIME_SCALE = 1.0  # seconds: the default ``seg_time_scale`` (a merge's cost 
 _F32_TINY = float(np.float32(1e-12))  # ``clamp_min(1e-12)`` on a float32 tensor clamps at this
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
+def indexed_device(device: str | torch.device) -> torch.device:
     """``device`` with its index filled in: ``"cuda"`` is the current CUDA device (``cuda:0``, ...),
     the device that tensors made there report, so that comparisons with them hold."""
     d = torch.device(device)
@@ -229,7 +229,7 @@ class DeltaMem:
         storage: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.layout = layout
-        self.device = resolve_device(device)
+        self.device = indexed_device(device)
         self.novelty_threshold = novelty_threshold
         self.gate_floor = gate_floor
         self.seg_threshold = seg_threshold
