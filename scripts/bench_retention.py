@@ -693,24 +693,27 @@ def paired(a: list[bool], b: list[bool]) -> tuple[int, int, float]:
     return only_a, only_b, p
 
 
+def _paired_text(other: dict, dm: dict, task: str, who: str) -> str | None:
+    """``"3 queries only {who} finds, 1 only Δ-Mem, McNemar p = 0.62"`` for rows ``other`` and ``dm``
+    on ``task``, or None when either row lacks its per-query hits."""
+    key = task + "_hits"
+    if key not in other or key not in dm:
+        return None
+    only_other, only_dm, p = paired(other[key], dm[key])
+    return f"{only_other} queries only {who} finds, {only_dm} only Δ-Mem, McNemar p = {p:.2g}"
+
+
 def _loss(r: dict, dm: dict, task: str) -> str:
     """``"moviechat at 0.25 MiB (0.434 vs 0.340 …)"``: a baseline's win over Δ-Mem, with the paired
     test when both rows have their per-query hits."""
-    text = f"{r['method']} at {r['budget_mib']:g} MiB ({r[task]:.3f} vs {dm[task]:.3f}"
-    key = task + "_hits"
-    if key in r and key in dm:
-        only_r, only_dm, p = paired(r[key], dm[key])
-        text += f"; {only_r} queries only it finds, {only_dm} only Δ-Mem, McNemar p = {p:.2g}"
-    return text + ")"
+    test = _paired_text(r, dm, task, "it")
+    return f"{r['method']} at {r['budget_mib']:g} MiB ({r[task]:.3f} vs {dm[task]:.3f}" + (f"; {test}" if test else "") + ")"
 
 
 def _short_of(dm: dict, ref: dict, task: str) -> str:
     """Where Δ-Mem's retention is under the goal: the paired test against keep-all's hits."""
-    key = task + "_hits"
-    if (dm[task + "_retention"] or 0) >= 0.97 or key not in dm or key not in ref:
-        return ""
-    only_ref, only_dm, p = paired(ref[key], dm[key])
-    return f" ({only_ref} queries only keep-all finds, {only_dm} only Δ-Mem, McNemar p = {p:.2g})"
+    test = None if (dm[task + "_retention"] or 0) >= 0.97 else _paired_text(ref, dm, task, "keep-all")
+    return f" ({test})" if test else ""
 
 
 def goal_check(result: dict, methods: list[str], budgets: list[float]) -> list[str]:
