@@ -204,7 +204,7 @@ def test_segments_hold_the_least_squares_line_of_their_frames():
         assert int(mem.seg_count[i]) == len(t)
         assert float(mem.seg_tmean[i]) == pytest.approx(float(tm), abs=1e-9)
         assert float(mem.seg_stt[i]) == pytest.approx(float(stt), rel=1e-6)
-        assert torch.allclose(mem.seg_emb[i].double(), g.mean(0), atol=1e-3)
+        assert torch.allclose(mem.seg_means(i).double(), g.mean(0), atol=1e-3)
         if stt > 0:
             drift = ((t - tm)[:, None] * g).sum(0) / stt * (t[-1] - t[0])
             assert torch.allclose(mem.seg_drift[i].double(), drift, atol=2e-3)
@@ -522,42 +522,50 @@ def test_snapshot_round_trip(tmp_path, busy_mem):
 
 
 def test_snapshot_of_format_version_1_is_upgraded(tmp_path, busy_mem):
-    """Version 1 held segment/event vectors in fp32, segment counts in int64, no segment lines and a
-    ``seg_length_penalty`` in the config: such a file loads (segments become lines without drift
-    over their span; values fp16 holds are kept exactly), answers, and saves as version 2."""
+    """Version 1 held segment/event vectors in fp32 (absolute segment means: no origin), segment
+    counts in int64, no segment lines and a ``seg_length_penalty`` in the config: such a file loads
+    (segments become lines without drift over their span; values fp16 holds are kept exactly),
+    answers, and saves as the current version, still without an origin."""
+    import dataclasses
     import json
 
     from safetensors.torch import save_file
 
     widen = {torch.float16: torch.float32, torch.int32: torch.int64}
     wider = {"seg_emb", "seg_count", "seg_channels", "seg_folded", "ev_emb"}
-    new_in_v2 = {"seg_drift", "seg_tmean", "seg_stt"}
+    new_since_v1 = {"seg_drift", "seg_tmean", "seg_stt", "origin"}
     tensors = {name: t.to(widen[t.dtype]) if name in wider else t.clone()
-               for name, t in busy_mem.buffers().items() if name not in new_in_v2}
+               for name, t in busy_mem.buffers().items() if name not in new_since_v1}
+    tensors["seg_emb"] = busy_mem.seg_means().half().float()  # absolute means that fp16 holds exactly
     assert {tensors[n].dtype for n in wider} == {torch.float32, torch.int64}
-    header = {"format_version": 1, "layout": busy_mem.layout.to_dict(),
+    layout = {k: v for k, v in busy_mem.layout.to_dict().items() if k != "timeline_origin"}
+    header = {"format_version": 1, "layout": layout,
               "config": {**busy_mem.config(), "seg_length_penalty": 0.5}, "metadata": {"source": "old.mp4"}}
     old = tmp_path / "v1.svm"
     save_file(tensors, str(old), metadata={"streamvid": json.dumps(header)})
 
     mem, meta = load(old)
     assert meta == {"source": "old.mp4"} and mem.config() == busy_mem.config()
+    assert mem.layout == dataclasses.replace(busy_mem.layout, timeline_origin=False)
+    assert "origin" not in mem.buffers() and not mem.origin.any()
     for name, t in busy_mem.buffers().items():
-        assert mem.buffers()[name].dtype == t.dtype, name
-        if name not in new_in_v2:
-            assert torch.equal(mem.buffers()[name], t), name
+        if name not in new_since_v1:
+            assert mem.buffers()[name].dtype == t.dtype, name
+            if name != "seg_emb":
+                assert torch.equal(mem.buffers()[name], t), name
+    assert torch.equal(mem.seg_emb, tensors["seg_emb"].half())
     n = int(mem.seg_used.sum())
     assert not mem.seg_drift.any()
     assert torch.equal(mem.seg_tmean[:n], 0.5 * (mem.seg_start[:n] + mem.seg_end[:n]))
     q = busy_mem.seg_vectors(0)
     hit = mem.read(q, top_k=1).segments
     assert int(hit.index[0]) == 0 and float(mem.seg_start[0]) <= float(hit.t[0]) <= float(mem.seg_end[0])
-    again = tmp_path / "v2.svm"
+    again = tmp_path / "v3.svm"
     save(mem, again, meta)
     with open(again, "rb") as f:
         head = f.read(8 + int.from_bytes(f.read(8), "little"))
-    assert b'\\"format_version\\":2' in head
-    assert load(again)[0].layout == busy_mem.layout
+    assert b'\\"format_version\\":3' in head
+    assert load(again)[0].layout == mem.layout
 
 
 def test_segment_and_event_vectors_are_half_precision(busy_mem):
@@ -568,6 +576,58 @@ def test_segment_and_event_vectors_are_half_precision(busy_mem):
     assert torch.allclose(norms, torch.ones(n), atol=2e-3)
     ev = busy_mem.events()[0]
     assert ev.emb.dtype == torch.float32 and abs(float(ev.emb.norm()) - 1) < 2e-3
+
+
+def test_timeline_means_are_stored_relative_to_the_first_frame():
+    """The fp16 means are differences from the first frame's vector (fp32): frames that all look
+    alike (one camera) keep their means several times more precisely than absolute fp16 would,
+    and a query that tells such frames apart by ~1e-4 of cosine finds its own."""
+    gen = torch.Generator().manual_seed(11)
+    base = unit(D, gen=gen)
+    frames = base + 0.02 * torch.randn(12, D, generator=gen)  # cosine ~0.99 with each other
+    frames = frames / frames.norm(dim=-1, keepdim=True)
+    mem = DeltaMem(small_layout(segments=16), seg_tolerance=0.0)
+    for f, g in enumerate(frames):
+        mem.update(0.5 * f, Encoded(g[None], g), QUIET)
+    assert mem.layout.timeline_origin and "origin" in mem.buffers()
+    assert torch.equal(mem.origin, frames[0]) and not mem.seg_emb[0].any()
+    n = int(mem.seg_used.sum())
+    assert n == len(frames)  # one segment per frame: each mean is its frame
+    err = (mem.seg_means(slice(0, n)).double() - frames.double()).norm(dim=-1)
+    err_absolute = (frames.half().double() - frames.double()).norm(dim=-1)
+    assert float(err[1:].mean()) < float(err_absolute[1:].mean()) / 4
+    for f, g in enumerate(frames):  # the nearest frame by cosine is the query's own
+        hit = mem.read(g, top_k=1).segments
+        assert int(hit.index[0]) == f
+
+
+def test_snapshot_of_format_version_2_loads_with_absolute_means(tmp_path, busy_mem):
+    """A version 2 file (no origin: absolute fp16 means, layout without ``timeline_origin``) loads,
+    answers as the memory it was saved from did, keeps absolute means when fed more, and saves as
+    version 3 without an origin."""
+    import json
+
+    from safetensors.torch import save_file
+
+    tensors = {name: t.clone() for name, t in busy_mem.buffers().items() if name != "origin"}
+    tensors["seg_emb"] = busy_mem.seg_means().half()
+    layout = {k: v for k, v in busy_mem.layout.to_dict().items() if k != "timeline_origin"}
+    header = {"format_version": 2, "layout": layout, "config": busy_mem.config(), "metadata": {}}
+    old = tmp_path / "v2.svm"
+    save_file(tensors, str(old), metadata={"streamvid": json.dumps(header)})
+
+    mem, _ = load(old)
+    assert not mem.layout.timeline_origin and "origin" not in mem.buffers()
+    assert mem.nbytes == busy_mem.nbytes - 4 * D
+    q = unit(3, D, gen=torch.Generator().manual_seed(9))
+    a, b = busy_mem.read(q).segments, mem.read(q).segments
+    assert torch.equal(a.index, b.index) and torch.allclose(a.cos, b.cos, atol=1e-3)
+    feed(mem, 5, torch.Generator().manual_seed(4), t0=100.0)
+    assert not mem.origin.any()
+    again = tmp_path / "v3.svm"
+    save(mem, again)
+    back, _ = load(again)
+    assert back.layout == mem.layout and torch.equal(back.seg_emb, mem.seg_emb)
 
 
 def test_identical_frames_extend_one_segment_despite_fp16_storage():

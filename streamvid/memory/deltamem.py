@@ -5,7 +5,8 @@ Four tiers, all allocated once from a :class:`~streamvid.memory.layout.MemoryLay
 - **slots** ``slot_k [M, D]``: compressed visual tokens, each with the tokens merged into it
   (``slot_count``), an ``importance``, the first/last time it was written and an exemplar thumbnail;
 - **timeline** ``seg_emb [S, D]``: runs of similar frames with ``[start, end]``, kept in time order
-  in rows ``0 .. segments_used-1``; per-frame channels and folded event counts per segment;
+  in rows ``0 .. segments_used-1``; per-frame channels and folded event counts per segment; the
+  means are fp16 differences from ``origin [D]`` (fp32, the first frame's global vector);
 - **pinned events** ``ev_emb [E, D]``: entries, exits and alerts at full fidelity; when full, one
   folds into the counts of the segment holding its time (never silently lost);
 - **thumbnails** ``thumb_data [P, thumb_bytes]``: a pool of JPEG bytes referenced by the others.
@@ -263,6 +264,8 @@ class DeltaMem:
             setattr(self, name, buf)
         for name in ("slot_thumb", "seg_thumb", "ev_thumb", "fold_kind"):
             self._buffers[name].fill_(-1)
+        if "origin" not in self._buffers:  # a layout from before the origin: absolute means
+            self.origin = torch.zeros(layout.dim, device=self.device)
         self._seg_names = [name for name in self._buffers if name.startswith("seg_")]
         # On a CPU, numpy views of the buffers (the same memory) read and write single entries
         # without a torch op each (microseconds apiece, many per frame): see :meth:`_item`/:meth:`_put`.
@@ -345,9 +348,14 @@ class DeltaMem:
             return int(np.count_nonzero(self._host["seg_used"]))
         return int(self.seg_used.sum())
 
+    def seg_means(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
+        """The timeline segments' mean vectors as stored (not normalised: norm <= 1), fp32 ``[S, D]``
+        (or the rows asked for): ``seg_emb`` (fp16) plus ``origin``."""
+        return (self.seg_emb if rows is None else self.seg_emb[rows]).float() + self.origin
+
     def seg_vectors(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
         """The timeline segments' mean vectors, L2-normalised, fp32 ``[S, D]`` (or the rows asked for)."""
-        mean = (self.seg_emb if rows is None else self.seg_emb[rows]).float()
+        mean = self.seg_means(rows)
         # ``mean.norm(dim=-1, keepdim=True)`` is this call behind a Python wrapper
         return mean / torch.linalg.vector_norm(mean, 2, -1, True).clamp_min(1e-12)
 
@@ -582,7 +590,7 @@ class DeltaMem:
         n = self.seg_count[rows].double()
         tm, stt = self.seg_tmean[rows], self.seg_stt[rows].double()
         length = self.seg_end[rows] - self.seg_start[rows]
-        mean, drift = self.seg_emb[rows].float(), self.seg_drift[rows].float()
+        mean, drift = self.seg_means(rows), self.seg_drift[rows].float()
         scale = torch.where(length > 0, stt / length.clamp_min(1e-12), 0.0).float()
         return n, tm, stt, mean, drift * scale[..., None]
 
@@ -598,7 +606,7 @@ class DeltaMem:
         length = self._item("seg_end", i) - self._item("seg_start", i)
         scale = _f32(stt / max(length, 1e-12)) if length > 0 else 0.0
         # float32 times a Python float: the float is cast to float32 (exact here), as the [1] tensor was
-        return n, tm, stt, self.seg_emb[i].float(), self.seg_drift[i].float() * scale
+        return n, tm, stt, self.seg_means(i), self.seg_drift[i].float() * scale
 
     @staticmethod
     def _combine(a: tuple, b: tuple) -> tuple:
@@ -627,7 +635,7 @@ class DeltaMem:
         self._put("seg_count", i, int(n))
         self._put("seg_tmean", i, float(tm))
         self._put("seg_stt", i, stt)
-        self.seg_emb[i] = mean
+        self.seg_emb[i] = mean - self.origin
         self.seg_drift[i] = stg * (length / stt) if stt > 0 and length > 0 else 0.0
         self._put("seg_start", i, start)
         self._put("seg_end", i, end)
@@ -642,7 +650,10 @@ class DeltaMem:
         if n:
             cos_last = float(g @ self.seg_vectors(last))
             # ``seg_emb`` is fp16: "the same as the last segment" is judged at the precision it is stored in
-            same = cos_last >= self.seg_threshold or torch.equal(g.to(self.seg_emb.dtype), self.seg_emb[last])
+            same = cos_last >= self.seg_threshold or torch.equal((g - self.origin).to(self.seg_emb.dtype),
+                                                                  self.seg_emb[last])
+        elif self.layout.timeline_origin:  # the first segment: means are stored relative to its frame
+            self.origin.copy_(g)
         one = (1.0, float(t), 0.0, g, 0.0)  # this frame as a run of one (as :meth:`_row_stats` gives runs)
         tolerant = self.seg_tolerance > 0 and 0 < n < self.layout.segments
         merged = None
@@ -792,7 +803,7 @@ class DeltaMem:
         ``(a + b u) / sqrt(c + 2 e u + f u²)`` has one critical point, ``u* = (b c - a e) / (a f -
         b e)``, so its maximum on the span is at ``u*`` or an end.
         """
-        mean, drift = self.seg_emb[rows].float(), self.seg_drift[rows].float()
+        mean, drift = self.seg_means(rows), self.seg_drift[rows].float()
         start, end, tm = self.seg_start[rows], self.seg_end[rows], self.seg_tmean[rows]
         length = end - start
         safe = length.clamp_min(1e-12)

@@ -46,7 +46,11 @@ class MemoryLayout:
     largest JPEG one pool entry holds, ``desc_bytes`` the UTF-8 bytes kept of an event description.
     ``budget_bytes`` is the budget it was sized for (0 when built by hand: then it is ``nbytes``).
     ``folds`` F is how many folded events keep their time and kind (0: folded events are counts only,
-    as in memories saved before it existed).
+    as in memories saved before it existed). ``timeline_origin``: the timeline's fp16 means are
+    stored as their difference from an fp32 ``origin [D]`` (the first frame's global vector), which
+    keeps them several times more precise when a camera's frames all look alike (17x on the
+    vtest.avi hour of issue 7's benchmark, 1.5x on its generated hours); False in memories saved
+    before it existed (absolute means, no ``origin`` buffer).
     """
 
     dim: int
@@ -58,6 +62,7 @@ class MemoryLayout:
     desc_bytes: int = 96
     budget_bytes: int = 0
     folds: int = 0
+    timeline_origin: bool = True
 
     def __post_init__(self) -> None:
         sizes = (
@@ -91,7 +96,13 @@ class MemoryLayout:
         # segment, fp16 means lose ~1 % of recall in the retention benchmark), so a segment costs
         # 215 bytes with the classic encoder's D = 40, as much as a mean-only fp32 one did. All
         # arithmetic on them is fp32/fp64. Slots stay fp32: the kernels accumulate into them in place.
-        return {
+        # fp16 keeps ~11 bits of each value, so a mean is stored as its difference from ``origin``
+        # (fp32, the first frame's vector): frames of one camera differ from each other far less
+        # than they measure, and the difference's rounding error is that much smaller. Queries on
+        # a still view are decided by cosines ~1e-5 apart, the size of an absolute fp16 mean's
+        # error with D = 40 (issue 7: look-alike tree.avi needles of an hour at 4 MiB, 277 → 290
+        # of 979 found, keep-all 299).
+        out = {
             "slot_k": ((M, D), f32),
             "slot_count": ((M,), i64),
             "slot_importance": ((M,), f32),
@@ -99,7 +110,7 @@ class MemoryLayout:
             "slot_t_last": ((M,), f64),
             "slot_thumb": ((M,), i32),
             "slot_used": ((M,), torch.bool),
-            "seg_emb": ((S, D), f16),  # mean of the frames' unit global vectors (norm <= 1)
+            "seg_emb": ((S, D), f16),  # mean of the frames' unit global vectors (norm <= 1), minus ``origin``
             "seg_drift": ((S, D), f16),  # fitted change of the vector from start to end
             "seg_start": ((S,), f64),
             "seg_end": ((S,), f64),
@@ -129,6 +140,9 @@ class MemoryLayout:
             "thumb_stamp": ((P,), f64),  # thumb_clock when put: older entries are evicted first
             "scalars": ((len(SCALARS),), f64),
         }
+        if self.timeline_origin:
+            out["origin"] = ((D,), f32)  # the timeline's means are stored as their difference from it
+        return out
 
     def tier_nbytes(self) -> dict[str, int]:
         """Bytes per tier: ``slot``, ``seg``, ``ev``, ``fold``, ``thumb`` and ``scalars``."""
@@ -148,7 +162,8 @@ class MemoryLayout:
 
     @classmethod
     def from_dict(cls, d: dict) -> MemoryLayout:
-        return cls(**d)
+        # a layout saved before ``timeline_origin`` existed held absolute means
+        return cls(**{"timeline_origin": False, **d})
 
     @classmethod
     def from_budget(
@@ -165,7 +180,8 @@ class MemoryLayout:
         minimums do not fit.
         """
         per = cls(dim, 1, 1, 1, 1, thumb_bytes=thumb_bytes, desc_bytes=desc_bytes, folds=1).tier_nbytes()
-        avail = budget_bytes - per["scalars"]
+        fixed = per["scalars"] + per["origin"]  # bytes that do not grow with any tier
+        avail = budget_bytes - fixed
         overhead = per["thumb"] - thumb_bytes  # per-entry bytes besides the JPEG itself
         fit = int(avail * THUMB_SHARE) // MIN_THUMBS - overhead
         thumb_bytes = max(MIN_THUMB_BYTES, min(thumb_bytes, fit // 256 * 256))
@@ -178,7 +194,7 @@ class MemoryLayout:
             n = mins  # a small budget: the other tiers at their minimum leave the slots more room
         slots = (avail - sum(n[tier] * per[tier] for tier in n)) // per["slot"]
         if slots < MIN_SLOTS:
-            need = per["scalars"] + MIN_SLOTS * per["slot"] + sum(mins[tier] * per[tier] for tier in mins)
+            need = fixed + MIN_SLOTS * per["slot"] + sum(mins[tier] * per[tier] for tier in mins)
             raise ValueError(
                 f"a memory budget of {budget_bytes} bytes is too small for dim={dim}: {MIN_SLOTS} slots, "
                 f"{MIN_SEGMENTS} segments, {MIN_EVENTS} events and {MIN_THUMBS} thumbnails of "
