@@ -533,12 +533,12 @@ def test_snapshot_of_format_version_1_is_upgraded(tmp_path, busy_mem):
 
     widen = {torch.float16: torch.float32, torch.int32: torch.int64}
     wider = {"seg_emb", "seg_count", "seg_channels", "seg_folded", "ev_emb"}
-    new_since_v1 = {"seg_drift", "seg_tmean", "seg_stt", "origin", "seg_cut"}
+    new_since_v1 = {"seg_drift", "seg_tmean", "seg_stt", "origin"}
     tensors = {name: t.to(widen[t.dtype]) if name in wider else t.clone()
                for name, t in busy_mem.buffers().items() if name not in new_since_v1}
     tensors["seg_emb"] = busy_mem.seg_means().half().float()  # absolute means that fp16 holds exactly
     assert {tensors[n].dtype for n in wider} == {torch.float32, torch.int64}
-    layout = {k: v for k, v in busy_mem.layout.to_dict().items() if k not in ("timeline_origin", "timeline_cuts")}
+    layout = {k: v for k, v in busy_mem.layout.to_dict().items() if k != "timeline_origin"}
     header = {"format_version": 1, "layout": layout,
               "config": {**busy_mem.config(), "seg_length_penalty": 0.5}, "metadata": {"source": "old.mp4"}}
     old = tmp_path / "v1.svm"
@@ -546,8 +546,8 @@ def test_snapshot_of_format_version_1_is_upgraded(tmp_path, busy_mem):
 
     mem, meta = load(old)
     assert meta == {"source": "old.mp4"} and mem.config() == busy_mem.config()
-    assert mem.layout == dataclasses.replace(busy_mem.layout, timeline_origin=False, timeline_cuts=False)
-    assert "origin" not in mem.buffers() and not mem.origin.any() and mem.seg_cut is None
+    assert mem.layout == dataclasses.replace(busy_mem.layout, timeline_origin=False)
+    assert "origin" not in mem.buffers() and not mem.origin.any()
     for name, t in busy_mem.buffers().items():
         if name not in new_since_v1:
             assert mem.buffers()[name].dtype == t.dtype, name
@@ -601,48 +601,24 @@ def test_timeline_means_are_stored_relative_to_the_first_frame():
         assert int(hit.index[0]) == f
 
 
-@pytest.mark.parametrize("cuts", [True, False])
-def test_a_merge_joins_two_views_only_when_no_other_pair_is_left(cuts):
-    """Two views of three noisy frames each into 3 rows. With the cut flags no line runs across the
-    cut (3 rows hold the two views); a layout without them (saved before they existed) merges the
-    last frame of one view with the first of the next as soon as both are single frames: a line
-    through two frames fits them exactly, so that pair costs nothing."""
-    gen = torch.Generator().manual_seed(12)
-    views = unit(2, D, gen=gen)
-    mem = DeltaMem(small_layout(segments=3, timeline_cuts=cuts), seg_tolerance=0.0)
-    crossed = False
-    for v in range(2):
-        for f in range(3):
-            g = views[v] + 0.05 * torch.randn(D, generator=gen)
-            g = g / g.norm()
-            mem.update(0.5 * (3 * v + f), Encoded(g[None], g), QUIET)
-            n = int(mem.seg_used.sum())
-            crossed |= any(a < 1.5 <= b for a, b in zip(mem.seg_start[:n].tolist(), mem.seg_end[:n].tolist()))
-    assert crossed != cuts
-    if cuts:
-        assert mem.seg_cut.tolist() == [False, True, False]
-        assert mem.seg_start.tolist() == [0.0, 1.5, 2.5]
-
-
 def test_snapshot_of_format_version_2_loads_with_absolute_means(tmp_path, busy_mem):
-    """A version 2 file (no origin: absolute fp16 means; no cut flags) loads,
+    """A version 2 file (no origin: absolute fp16 means, layout without ``timeline_origin``) loads,
     answers as the memory it was saved from did, keeps absolute means when fed more, and saves as
     version 3 without an origin."""
     import json
 
     from safetensors.torch import save_file
 
-    tensors = {name: t.clone() for name, t in busy_mem.buffers().items() if name not in ("origin", "seg_cut")}
+    tensors = {name: t.clone() for name, t in busy_mem.buffers().items() if name != "origin"}
     tensors["seg_emb"] = busy_mem.seg_means().half()
-    layout = {k: v for k, v in busy_mem.layout.to_dict().items() if k not in ("timeline_origin", "timeline_cuts")}
+    layout = {k: v for k, v in busy_mem.layout.to_dict().items() if k != "timeline_origin"}
     header = {"format_version": 2, "layout": layout, "config": busy_mem.config(), "metadata": {}}
     old = tmp_path / "v2.svm"
     save_file(tensors, str(old), metadata={"streamvid": json.dumps(header)})
 
     mem, _ = load(old)
     assert not mem.layout.timeline_origin and "origin" not in mem.buffers()
-    assert not mem.layout.timeline_cuts and mem.seg_cut is None
-    assert mem.nbytes == busy_mem.nbytes - 4 * D - busy_mem.layout.segments
+    assert mem.nbytes == busy_mem.nbytes - 4 * D
     q = unit(3, D, gen=torch.Generator().manual_seed(9))
     a, b = busy_mem.read(q).segments, mem.read(q).segments
     assert torch.equal(a.index, b.index) and torch.allclose(a.cos, b.cos, atol=1e-3)

@@ -266,8 +266,6 @@ class DeltaMem:
             self._buffers[name].fill_(-1)
         if "origin" not in self._buffers:  # a layout from before the origin: absolute means
             self.origin = torch.zeros(layout.dim, device=self.device)
-        if "seg_cut" not in self._buffers:  # a layout from before the cut flags: any pair may merge
-            self.seg_cut = None
         self._seg_names = [name for name in self._buffers if name.startswith("seg_")]
         # On a CPU, numpy views of the buffers (the same memory) read and write single entries
         # without a torch op each (microseconds apiece, many per frame): see :meth:`_item`/:meth:`_put`.
@@ -678,8 +676,6 @@ class DeltaMem:
             self._merge_segments()
             n -= 1
         self._store_seg(n, one, t, t)
-        if self.seg_cut is not None:  # another view than the last segment's: a merge joins it last
-            self._put("seg_cut", n, bool(n and cos_last < self.scene_threshold))
         self.seg_channels[n] = ch
         self.seg_folded[n] = 0
         self._put("seg_used", n, True)
@@ -771,21 +767,10 @@ class DeltaMem:
 
     def _merge_segments(self) -> None:
         """Merge the adjacent pair of the lowest merge cost (full timeline): the one whose merged line
-        fits worst by the least, weighted by its span (:meth:`_merge_cost`). A pair whose second
-        segment begins another view (``seg_cut``: its first frame's cosine with the segment before
-        was under ``scene_threshold``) merges only when no other pair is left: a line across a cut
-        would hold blends of two views that no camera showed, as a join never makes."""
+        fits worst by the least, weighted by its span (:meth:`_merge_cost`)."""
         if self._costs is None:  # computed once, then kept up to date pair by pair
             self._costs = self._merge_cost()
-        costs = self._host_costs()
-        i = int(costs.argmin())
-        if self.seg_cut is not None:  # a pair across a change of view only when no other is left
-            cut = self._host["seg_cut"][1:] if self._host is not None else self.seg_cut[1:]
-            if cut[i]:
-                within = np.where(cut, math.inf, costs) if self._host is not None else costs.masked_fill(cut, math.inf)
-                k = int(within.argmin())
-                if math.isfinite(float(within[k])):
-                    i = k
+        i = int(self._costs.argmin())
         j = i + 1
         sa, sb = self._row_stats(i), self._row_stats(j)
         ca, cb = int(sa[0]), int(sb[0])

@@ -50,9 +50,7 @@ class MemoryLayout:
     stored as their difference from an fp32 ``origin [D]`` (the first frame's global vector), which
     keeps them several times more precise when a camera's frames all look alike (17x on the
     vtest.avi hour of issue 7's benchmark, 1.5x on its generated hours); False in memories saved
-    before it existed (absolute means, no ``origin`` buffer). ``timeline_cuts``: each segment
-    records whether it begins a new view (``seg_cut``), and merges join such a segment to the one
-    before it only when no other pair is left; False in memories saved before it existed.
+    before it existed (absolute means, no ``origin`` buffer).
     """
 
     dim: int
@@ -65,7 +63,6 @@ class MemoryLayout:
     budget_bytes: int = 0
     folds: int = 0
     timeline_origin: bool = True
-    timeline_cuts: bool = True
 
     def __post_init__(self) -> None:
         sizes = (
@@ -143,8 +140,6 @@ class MemoryLayout:
             "thumb_stamp": ((P,), f64),  # thumb_clock when put: older entries are evicted first
             "scalars": ((len(SCALARS),), f64),
         }
-        if self.timeline_cuts:
-            out["seg_cut"] = ((S,), torch.bool)  # begins a new view: merged with the one before it last
         if self.timeline_origin:
             out["origin"] = ((D,), f32)  # the timeline's means are stored as their difference from it
         return out
@@ -167,8 +162,8 @@ class MemoryLayout:
 
     @classmethod
     def from_dict(cls, d: dict) -> MemoryLayout:
-        # a layout saved before these existed: absolute means, no cut flags
-        return cls(**{"timeline_origin": False, "timeline_cuts": False, **d})
+        # a layout saved before ``timeline_origin`` existed held absolute means
+        return cls(**{"timeline_origin": False, **d})
 
     @classmethod
     def from_budget(
