@@ -137,7 +137,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[D
     if version not in READS:
         raise SnapshotError(
             f"{path}: snapshot format version {version}, this streamvid reads "
-            + " and ".join(str(v) for v in READS)
+            + ", ".join(str(v) for v in READS[:-1]) + (" and " if len(READS) > 1 else "") + str(READS[-1])
         )
     try:
         layout = MemoryLayout.from_dict(header["layout"])
