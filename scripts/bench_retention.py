@@ -31,8 +31,9 @@ The stream: a haystack looped to ``--hours`` with ``--needles`` foreign clips in
   a query 0.008 from the nearest frame of its own needle, so which of the six a query lands on is
   close to chance for every method; over twenty ``--seeds``, though, the methods differ, by
   cosines ~1e-5 apart — the rounding of an fp16 vector —: see BENCHMARKS.md, "Twenty cuts of the
-  tree.avi needles" and "Timeline means stored relative to an origin"). tree.avi has 68 frames at irregular times, so a
-  needle's held-out frame may be the frame on screen at the sample before it (it is altered anyway).
+  tree.avi needles" and "Timeline means stored relative to an origin"). tree.avi has 68 frames at
+  irregular times, so a needle's held-out frame may be the frame on screen at the sample before it
+  (it is altered anyway).
 
 Tasks (all top-1, after the whole stream has been ingested):
 

@@ -521,15 +521,27 @@ def test_snapshot_round_trip(tmp_path, busy_mem):
     assert mem.events()[0].description == busy_mem.events()[0].description
 
 
+def _pre_origin_snapshot(path, mem: DeltaMem, version: int, tensors: dict[str, torch.Tensor],
+                         config: dict | None = None, metadata: dict | None = None) -> None:
+    """Write ``tensors`` as a snapshot of format ``version`` from before the timeline's origin: its
+    layout (``mem``'s) has no ``timeline_origin`` and no ``origin`` tensor goes in."""
+    import json
+
+    from safetensors.torch import save_file
+
+    layout = {k: v for k, v in mem.layout.to_dict().items() if k != "timeline_origin"}
+    header = {"format_version": version, "layout": layout, "config": config or mem.config(),
+              "metadata": metadata or {}}
+    save_file({k: t for k, t in tensors.items() if k != "origin"}, str(path),
+              metadata={"streamvid": json.dumps(header)})
+
+
 def test_snapshot_of_format_version_1_is_upgraded(tmp_path, busy_mem):
     """Version 1 held segment/event vectors in fp32 (absolute segment means: no origin), segment
     counts in int64, no segment lines and a ``seg_length_penalty`` in the config: such a file loads
     (segments become lines without drift over their span; values fp16 holds are kept exactly),
     answers, and saves as the current version, still without an origin."""
     import dataclasses
-    import json
-
-    from safetensors.torch import save_file
 
     widen = {torch.float16: torch.float32, torch.int32: torch.int64}
     wider = {"seg_emb", "seg_count", "seg_channels", "seg_folded", "ev_emb"}
@@ -538,11 +550,9 @@ def test_snapshot_of_format_version_1_is_upgraded(tmp_path, busy_mem):
                for name, t in busy_mem.buffers().items() if name not in new_since_v1}
     tensors["seg_emb"] = busy_mem.seg_means().half().float()  # absolute means that fp16 holds exactly
     assert {tensors[n].dtype for n in wider} == {torch.float32, torch.int64}
-    layout = {k: v for k, v in busy_mem.layout.to_dict().items() if k != "timeline_origin"}
-    header = {"format_version": 1, "layout": layout,
-              "config": {**busy_mem.config(), "seg_length_penalty": 0.5}, "metadata": {"source": "old.mp4"}}
     old = tmp_path / "v1.svm"
-    save_file(tensors, str(old), metadata={"streamvid": json.dumps(header)})
+    _pre_origin_snapshot(old, busy_mem, 1, tensors, config={**busy_mem.config(), "seg_length_penalty": 0.5},
+                         metadata={"source": "old.mp4"})
 
     mem, meta = load(old)
     assert meta == {"source": "old.mp4"} and mem.config() == busy_mem.config()
@@ -605,16 +615,9 @@ def test_snapshot_of_format_version_2_loads_with_absolute_means(tmp_path, busy_m
     """A version 2 file (no origin: absolute fp16 means, layout without ``timeline_origin``) loads,
     answers as the memory it was saved from did, keeps absolute means when fed more, and saves as
     version 3 without an origin."""
-    import json
-
-    from safetensors.torch import save_file
-
-    tensors = {name: t.clone() for name, t in busy_mem.buffers().items() if name != "origin"}
-    tensors["seg_emb"] = busy_mem.seg_means().half()
-    layout = {k: v for k, v in busy_mem.layout.to_dict().items() if k != "timeline_origin"}
-    header = {"format_version": 2, "layout": layout, "config": busy_mem.config(), "metadata": {}}
+    tensors = {**busy_mem.buffers(), "seg_emb": busy_mem.seg_means().half()}
     old = tmp_path / "v2.svm"
-    save_file(tensors, str(old), metadata={"streamvid": json.dumps(header)})
+    _pre_origin_snapshot(old, busy_mem, 2, tensors)
 
     mem, _ = load(old)
     assert not mem.layout.timeline_origin and "origin" not in mem.buffers()

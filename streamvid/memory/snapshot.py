@@ -137,7 +137,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[D
     if version not in READS:
         raise SnapshotError(
             f"{path}: snapshot format version {version}, this streamvid reads "
-            + ", ".join(str(v) for v in READS[:-1]) + (" and " if len(READS) > 1 else "") + str(READS[-1])
+            f"{', '.join(map(str, READS[:-1]))} and {READS[-1]}"
         )
     try:
         layout = MemoryLayout.from_dict(header["layout"])
