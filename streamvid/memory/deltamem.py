@@ -6,7 +6,8 @@ Four tiers, all allocated once from a :class:`~streamvid.memory.layout.MemoryLay
   (``slot_count``), an ``importance``, the first/last time it was written and an exemplar thumbnail;
 - **timeline** ``seg_emb [S, D]``: runs of similar frames with ``[start, end]``, kept in time order
   in rows ``0 .. segments_used-1``; per-frame channels and folded event counts per segment; the
-  means are fp16 differences from ``origin [D]`` (fp32, the first frame's global vector);
+  means are fp16 differences from ``origin [D]`` (fp32, the first frame's global vector), each
+  segment a line whose drift is int8 with an fp16 scale;
 - **pinned events** ``ev_emb [E, D]``: entries, exits and alerts at full fidelity; when full, one
   folds into the counts of the segment holding its time (never silently lost);
 - **thumbnails** ``thumb_data [P, thumb_bytes]``: a pool of JPEG bytes referenced by the others.
@@ -353,6 +354,15 @@ class DeltaMem:
         (or the rows asked for): ``seg_emb`` (fp16) plus ``origin``."""
         return (self.seg_emb if rows is None else self.seg_emb[rows]).float() + self.origin
 
+    def seg_drifts(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
+        """The timeline segments' drifts (each line's change from start to end), fp32 ``[S, D]`` (or
+        the rows asked for): ``seg_drift`` times ``seg_dscale`` (int8 and a scale per row; fp16 alone
+        in layouts without ``drift_int8``)."""
+        drift = (self.seg_drift if rows is None else self.seg_drift[rows]).float()
+        if not self.layout.drift_int8:
+            return drift
+        return drift * (self.seg_dscale if rows is None else self.seg_dscale[rows]).float()[..., None]
+
     def seg_vectors(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
         """The timeline segments' mean vectors, L2-normalised, fp32 ``[S, D]`` (or the rows asked for)."""
         mean = self.seg_means(rows)
@@ -577,8 +587,10 @@ class DeltaMem:
     #
     # A segment is a least-squares line through its frames' unit global vectors over time:
     # ``g(t) ≈ mean + (t - t_mean) · v`` with ``v = Σ (t - t_mean) g / stt``, stored as ``seg_emb``
-    # (the mean), ``seg_drift`` (``v · (end - start)``), ``seg_tmean`` and ``seg_stt`` (``Σ (t -
-    # t_mean)²``). These statistics combine exactly when two segments merge, and the merged pair is
+    # (the mean), ``seg_drift`` (``v · (end - start)``, int8 with a scale per row: :meth:`seg_drifts`),
+    # ``seg_tmean`` and ``seg_stt`` (``Σ (t - t_mean)²``). These statistics combine exactly when two
+    # segments merge (the last segment's from its unrounded ``tail_mean``/``tail_drift`` where the
+    # layout keeps them), and the merged pair is
     # the one whose line fits worst by the least: the smallest rise of the residual sum of squares,
     # weighted by ``1 + span / seg_time_scale`` (a longer line places a time less precisely).
     # A query then finds the best point on each segment's line, so it gets a time inside the segment
@@ -590,12 +602,15 @@ class DeltaMem:
         n = self.seg_count[rows].double()
         tm, stt = self.seg_tmean[rows], self.seg_stt[rows].double()
         length = self.seg_end[rows] - self.seg_start[rows]
-        mean, drift = self.seg_means(rows), self.seg_drift[rows].float()
+        mean, drift = self.seg_means(rows), self.seg_drifts(rows)
         scale = torch.where(length > 0, stt / length.clamp_min(1e-12), 0.0).float()
         return n, tm, stt, mean, drift * scale[..., None]
 
-    def _row_stats(self, i: int) -> tuple[float, float, float, torch.Tensor, torch.Tensor]:
-        """:meth:`_seg_stats` of the one row ``i`` with ``n``, ``t_mean``, ``stt`` as Python floats.
+    def _row_stats(self, i: int, tail: bool = False) -> tuple[float, float, float, torch.Tensor, torch.Tensor]:
+        """:meth:`_seg_stats` of the one row ``i`` with ``n``, ``t_mean``, ``stt`` as Python floats;
+        ``tail``: ``i`` is the last segment, whose unrounded mean and drift (``tail_mean``,
+        ``tail_drift``) are used where the layout keeps them (to extend or merge it; merge costs use
+        the stored rows, as the batched :meth:`_merge_cost` does).
 
         The timeline's per-frame work is on one or two rows, where each 0-d tensor op costs
         microseconds; Python floats are IEEE float64 too, so the same steps give the same bits
@@ -606,7 +621,9 @@ class DeltaMem:
         length = self._item("seg_end", i) - self._item("seg_start", i)
         scale = _f32(stt / max(length, 1e-12)) if length > 0 else 0.0
         # float32 times a Python float: the float is cast to float32 (exact here), as the [1] tensor was
-        return n, tm, stt, self.seg_means(i), self.seg_drift[i].float() * scale
+        if tail and self.layout.timeline_tail:
+            return n, tm, stt, self.tail_mean.clone(), self.tail_drift * scale
+        return n, tm, stt, self.seg_means(i), self.seg_drifts(i) * scale
 
     @staticmethod
     def _combine(a: tuple, b: tuple) -> tuple:
@@ -628,7 +645,9 @@ class DeltaMem:
         stg = ga + gb + _col(w * dt) * (ma - mb)
         return n, (na * ta + nb * tb) / n, sa + sb + w * dt * dt, mean.float(), stg.float()
 
-    def _store_seg(self, i: int, stats: tuple, start: float, end: float) -> None:
+    def _store_seg(self, i: int, stats: tuple, start: float, end: float, tail: bool = False) -> None:
+        """Write the statistics ``stats`` (:meth:`_combine`) of a run over ``[start, end]`` to row
+        ``i``; ``tail``: the row is (now) the last segment (its unrounded mean and drift are kept too)."""
         n, tm, stt, mean, stg = stats
         stt = float(stt)
         length = end - start
@@ -636,7 +655,17 @@ class DeltaMem:
         self._put("seg_tmean", i, float(tm))
         self._put("seg_stt", i, stt)
         self.seg_emb[i] = mean - self.origin
-        self.seg_drift[i] = stg * (length / stt) if stt > 0 and length > 0 else 0.0
+        drift = stg * (length / stt) if stt > 0 and length > 0 else 0.0
+        if not self.layout.drift_int8:
+            self.seg_drift[i] = drift
+        else:  # int8 times a per-row fp16 scale that takes the largest entry to ±127
+            amax = float(drift.abs().max()) if isinstance(drift, torch.Tensor) else 0.0
+            scale = float(np.float16(amax / 127))
+            self._put("seg_dscale", i, scale)
+            self.seg_drift[i] = (drift / scale).round_().clamp_(-127, 127) if scale > 0 else 0
+        if tail and self.layout.timeline_tail:
+            self.tail_mean.copy_(mean)
+            self.tail_drift[:] = drift
         self._put("seg_start", i, start)
         self._put("seg_end", i, end)
 
@@ -658,7 +687,7 @@ class DeltaMem:
         tolerant = self.seg_tolerance > 0 and 0 < n < self.layout.segments
         merged = None
         if not boundary and (same or tolerant):  # only then is the extended segment needed
-            stats = self._row_stats(last)
+            stats = self._row_stats(last, tail=True)
             merged = self._combine(stats, one)
             # a segment of one frame has no line yet (a line through two frames fits any two): it
             # takes a second frame only of the same view, or its line would run between two views
@@ -666,7 +695,7 @@ class DeltaMem:
             same = same or line and self._rise_row(stats, one, merged) < self.seg_tolerance
         if same and not boundary:
             c = int(stats[0])
-            self._store_seg(last, merged, self._item("seg_start", last), t)
+            self._store_seg(last, merged, self._item("seg_start", last), t, tail=True)
             row = self.seg_channels[last].float()
             self.seg_channels[last] = torch.where(self._max_channels, torch.maximum(row, ch), row + (ch - row) / (c + 1))
             self._recost(last)
@@ -675,7 +704,7 @@ class DeltaMem:
         if n == self.layout.segments:
             self._merge_segments()
             n -= 1
-        self._store_seg(n, one, t, t)
+        self._store_seg(n, one, t, t, tail=True)
         self.seg_channels[n] = ch
         self.seg_folded[n] = 0
         self._put("seg_used", n, True)
@@ -772,10 +801,11 @@ class DeltaMem:
             self._costs = self._merge_cost()
         i = int(self._costs.argmin())
         j = i + 1
-        sa, sb = self._row_stats(i), self._row_stats(j)
+        last = j == self._n_segments() - 1
+        sa, sb = self._row_stats(i), self._row_stats(j, tail=last)
         ca, cb = int(sa[0]), int(sb[0])
         merged = self._combine(sa, sb)
-        self._store_seg(i, merged, self._item("seg_start", i), self._item("seg_end", j))
+        self._store_seg(i, merged, self._item("seg_start", i), self._item("seg_end", j), tail=last)
         a, b = self.seg_channels[i].float(), self.seg_channels[j].float()
         self.seg_channels[i] = torch.where(self._max_channels, torch.maximum(a, b), (ca * a + cb * b) / (ca + cb))
         ta, tb = self._item("seg_thumb", i), self._item("seg_thumb", j)
@@ -803,7 +833,7 @@ class DeltaMem:
         ``(a + b u) / sqrt(c + 2 e u + f u²)`` has one critical point, ``u* = (b c - a e) / (a f -
         b e)``, so its maximum on the span is at ``u*`` or an end.
         """
-        mean, drift = self.seg_means(rows), self.seg_drift[rows].float()
+        mean, drift = self.seg_means(rows), self.seg_drifts(rows)
         start, end, tm = self.seg_start[rows], self.seg_end[rows], self.seg_tmean[rows]
         length = end - start
         safe = length.clamp_min(1e-12)

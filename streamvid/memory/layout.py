@@ -50,7 +50,13 @@ class MemoryLayout:
     stored as their difference from an fp32 ``origin [D]`` (the first frame's global vector), which
     keeps them several times more precise when a camera's frames all look alike (17x on the
     vtest.avi hour of issue 7's benchmark, 1.5x on its generated hours); False in memories saved
-    before it existed (absolute means, no ``origin`` buffer).
+    before it existed (absolute means, no ``origin`` buffer). ``drift_int8``: each segment's drift
+    is stored as int8 with an fp16 scale per segment (``seg_drift`` ``[S, D]`` int8, ``seg_dscale``
+    ``[S]``), 177 bytes a segment with D = 40 instead of 215, so a budget holds 21 % more segments;
+    False in memories saved before it existed (fp16 drifts, no ``seg_dscale``). ``timeline_tail``:
+    the last segment's mean and drift are also kept unrounded (``tail_mean``, ``tail_drift``: fp32
+    ``[D]`` each), so the frames that extend it, one at a time, do not pile up a rounding each;
+    False in memories saved before it existed.
     """
 
     dim: int
@@ -63,6 +69,8 @@ class MemoryLayout:
     budget_bytes: int = 0
     folds: int = 0
     timeline_origin: bool = True
+    drift_int8: bool = True
+    timeline_tail: bool = True
 
     def __post_init__(self) -> None:
         sizes = (
@@ -101,7 +109,13 @@ class MemoryLayout:
         # than they measure, and the difference's rounding error is that much smaller. Queries on
         # a still view are decided by cosines ~1e-5 apart, the size of an absolute fp16 mean's
         # error with D = 40 (issue 7: look-alike tree.avi needles of an hour at 4 MiB, 277 → 290
-        # of 979 found, keep-all 299).
+        # of 979 found, keep-all 299). The drift only places a time inside its segment, and int8
+        # with a scale per row keeps it well enough: a segment costs 177 bytes instead of 215, and
+        # the 21 % more segments a budget then holds are worth more than the drift's last bits.
+        # The last segment grows a frame at a time; rebuilt from its rounded row each time, its
+        # mean piled up ~40x the error of one rounding over a 70-frame line: ``tail_mean`` and
+        # ``tail_drift`` keep it unrounded (issue 7; BENCHMARKS.md, "Int8 drifts and an unrounded
+        # last segment").
         out = {
             "slot_k": ((M, D), f32),
             "slot_count": ((M,), i64),
@@ -111,7 +125,8 @@ class MemoryLayout:
             "slot_thumb": ((M,), i32),
             "slot_used": ((M,), torch.bool),
             "seg_emb": ((S, D), f16),  # mean of the frames' unit global vectors (norm <= 1), minus ``origin``
-            "seg_drift": ((S, D), f16),  # fitted change of the vector from start to end
+            # fitted change of the vector from start to end: int8 times ``seg_dscale`` (see ``drift_int8``)
+            "seg_drift": ((S, D), torch.int8 if self.drift_int8 else f16),
             "seg_start": ((S,), f64),
             "seg_end": ((S,), f64),
             "seg_tmean": ((S,), f64),  # mean frame time
@@ -140,6 +155,13 @@ class MemoryLayout:
             "thumb_stamp": ((P,), f64),  # thumb_clock when put: older entries are evicted first
             "scalars": ((len(SCALARS),), f64),
         }
+        if self.drift_int8:
+            out["seg_dscale"] = ((S,), f16)  # the drift of row i is seg_drift[i] * seg_dscale[i]
+        if self.timeline_tail:
+            # the last segment's mean and drift unrounded: each frame that extends it adds to them
+            # without the rounding of every earlier frame piling up (as it would through fp16 rows)
+            out["tail_mean"] = ((D,), f32)
+            out["tail_drift"] = ((D,), f32)
         if self.timeline_origin:
             out["origin"] = ((D,), f32)  # the timeline's means are stored as their difference from it
         return out
@@ -162,8 +184,9 @@ class MemoryLayout:
 
     @classmethod
     def from_dict(cls, d: dict) -> MemoryLayout:
-        # a layout saved before ``timeline_origin`` existed held absolute means
-        return cls(**{"timeline_origin": False, **d})
+        # a layout saved before a flag existed lacks what it adds: absolute means before
+        # ``timeline_origin``, fp16 drifts before ``drift_int8``, no unrounded last segment before ``timeline_tail``
+        return cls(**{"timeline_origin": False, "drift_int8": False, "timeline_tail": False, **d})
 
     @classmethod
     def from_budget(
@@ -180,7 +203,7 @@ class MemoryLayout:
         minimums do not fit.
         """
         per = cls(dim, 1, 1, 1, 1, thumb_bytes=thumb_bytes, desc_bytes=desc_bytes, folds=1).tier_nbytes()
-        fixed = per["scalars"] + per["origin"]  # bytes that do not grow with any tier
+        fixed = per["scalars"] + per["origin"] + per["tail"]  # bytes that do not grow with any tier
         avail = budget_bytes - fixed
         overhead = per["thumb"] - thumb_bytes  # per-entry bytes besides the JPEG itself
         fit = int(avail * THUMB_SHARE) // MIN_THUMBS - overhead

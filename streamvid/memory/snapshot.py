@@ -24,15 +24,17 @@ from streamvid.memory.layout import MemoryLayout
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
-"""Version 3 (issue 7): the timeline's means are stored relative to ``origin [D]``
+FORMAT_VERSION = 4
+"""Version 4 (issue 7): the timeline's drifts are int8 with an fp16 scale per segment (``seg_dscale``,
+``layout.drift_int8``). Version 3 (issue 7): the timeline's means are stored relative to ``origin [D]``
 (``layout.timeline_origin``). Version 2 (issue 7): timeline segments are lines (``seg_drift``,
 ``seg_tmean``, ``seg_stt`` added), segment and event vectors are fp16, segment counts int32; folded
 events keep their times (``fold_t``, ``fold_kind``; ``layout.folds`` 0 and no such tensors in files
 written before)."""
-READS = (1, 2, 3)
-"""Versions :func:`load` reads. A version 2 file loads as it was (its layout has no origin: absolute
-means), a version 1 file is converted on load (:func:`_upgrade_v1`); saving writes version 3."""
+READS = (1, 2, 3, 4)
+"""Versions :func:`load` reads. A version 2 or 3 file loads as it was (its layout has fp16 drifts;
+version 2's has no origin either: absolute means), a version 1 file is converted on load
+(:func:`_upgrade_v1`); saving writes version 4."""
 HEADER_BYTES = 32 * 1024
 """Room in a snapshot for the ``"streamvid"`` JSON string (as escaped in the safetensors header)."""
 
