@@ -113,8 +113,8 @@ class MemoryLayout:
         # with a scale per row keeps it well enough: a segment costs 177 bytes instead of 215, and
         # the 21 % more segments a budget then holds are worth more than the drift's last bits.
         # The last segment grows a frame at a time; rebuilt from its rounded row each time, its
-        # mean piled up ~40x the error of one rounding over a 70-frame line: ``tail_mean`` and
-        # ``tail_drift`` keep it unrounded (issue 7; BENCHMARKS.md, "Int8 drifts and an unrounded
+        # mean piled up 36x the error of one rounding (a synthetic 300-frame drift): ``tail_mean``
+        # and ``tail_drift`` keep it unrounded (issue 7; BENCHMARKS.md, "Int8 drifts and an unrounded
         # last segment").
         out = {
             "slot_k": ((M, D), f32),
