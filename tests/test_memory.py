@@ -612,7 +612,7 @@ def test_snapshot_of_format_version_1_is_upgraded(tmp_path, busy_mem):
     assert {tensors[n].dtype for n in wider} == {torch.float32, torch.int64}
     old = tmp_path / "v1.svm"
     _old_snapshot(old, busy_mem, 1, tensors, config={**busy_mem.config(), "seg_length_penalty": 0.5},
-                         metadata={"source": "old.mp4"})
+                  metadata={"source": "old.mp4"})
 
     mem, meta = load(old)
     assert meta == {"source": "old.mp4"} and mem.config() == busy_mem.config()
@@ -672,6 +672,20 @@ def test_timeline_means_are_stored_relative_to_the_first_frame():
         assert int(hit.index[0]) == f
 
 
+def _answers_as_saved_and_saves_again(tmp_path, busy_mem: DeltaMem, mem: DeltaMem) -> DeltaMem:
+    """``mem``, loaded from an older snapshot of ``busy_mem``, answers as ``busy_mem`` did, takes more
+    frames, and saves as the current version with its own layout; → the memory read back."""
+    q = unit(3, D, gen=torch.Generator().manual_seed(9))
+    a, b = busy_mem.read(q).segments, mem.read(q).segments
+    assert torch.equal(a.index, b.index) and torch.allclose(a.cos, b.cos, atol=1e-3)
+    feed(mem, 5, torch.Generator().manual_seed(4), t0=100.0)
+    again = tmp_path / "v4.svm"
+    save(mem, again)
+    back, _ = load(again)
+    assert back.layout == mem.layout
+    return back
+
+
 def test_snapshot_of_format_version_2_loads_with_absolute_means(tmp_path, busy_mem):
     """A version 2 file (no origin: absolute fp16 means, layout without ``timeline_origin``) loads,
     answers as the memory it was saved from did, keeps absolute means when fed more, and saves as
@@ -684,15 +698,9 @@ def test_snapshot_of_format_version_2_loads_with_absolute_means(tmp_path, busy_m
     assert not mem.layout.timeline_origin and "origin" not in mem.buffers()
     S = mem.layout.segments  # fp16 drifts instead of int8 and a scale; no origin, no unrounded tail
     assert mem.nbytes == busy_mem.nbytes + (2 * S * D - S * D - 2 * S) - 4 * D - 2 * 4 * D
-    q = unit(3, D, gen=torch.Generator().manual_seed(9))
-    a, b = busy_mem.read(q).segments, mem.read(q).segments
-    assert torch.equal(a.index, b.index) and torch.allclose(a.cos, b.cos, atol=1e-3)
-    feed(mem, 5, torch.Generator().manual_seed(4), t0=100.0)
+    back = _answers_as_saved_and_saves_again(tmp_path, busy_mem, mem)
     assert not mem.origin.any()
-    again = tmp_path / "v4.svm"
-    save(mem, again)
-    back, _ = load(again)
-    assert back.layout == mem.layout and torch.equal(back.seg_emb, mem.seg_emb)
+    assert torch.equal(back.seg_emb, mem.seg_emb)
 
 
 def test_snapshot_of_format_version_3_loads_with_fp16_drifts(tmp_path, busy_mem):
@@ -705,15 +713,9 @@ def test_snapshot_of_format_version_3_loads_with_fp16_drifts(tmp_path, busy_mem)
     assert mem.layout.timeline_origin and not mem.layout.drift_int8 and not mem.layout.timeline_tail
     assert mem.seg_drift.dtype == torch.float16 and not {"seg_dscale", "tail_mean", "tail_drift"} & set(mem.buffers())
     assert torch.equal(mem.seg_drifts(), busy_mem.seg_drifts().half().float())
-    q = unit(3, D, gen=torch.Generator().manual_seed(9))
-    a, b = busy_mem.read(q).segments, mem.read(q).segments
-    assert torch.equal(a.index, b.index) and torch.allclose(a.cos, b.cos, atol=1e-3)
-    feed(mem, 5, torch.Generator().manual_seed(4), t0=100.0)
+    back = _answers_as_saved_and_saves_again(tmp_path, busy_mem, mem)
     assert mem.seg_drift.dtype == torch.float16
-    again = tmp_path / "v4.svm"
-    save(mem, again)
-    back, _ = load(again)
-    assert back.layout == mem.layout and torch.equal(back.seg_drift, mem.seg_drift)
+    assert torch.equal(back.seg_drift, mem.seg_drift)
 
 
 def test_identical_frames_extend_one_segment_despite_fp16_storage():

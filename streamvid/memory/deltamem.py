@@ -73,6 +73,11 @@ def _shift_up(buf: np.ndarray | torch.Tensor, j: int, n: int) -> None:
     buf[j : n - 1] = src.clone() if isinstance(src, torch.Tensor) else src
 
 
+def _rows(buf: torch.Tensor, rows: torch.Tensor | slice | int | None) -> torch.Tensor:
+    """``buf[rows]``, or all of ``buf`` for ``rows=None``."""
+    return buf if rows is None else buf[rows]
+
+
 def _col(v: torch.Tensor | float) -> torch.Tensor | float:
     """``v[..., None]`` for a tensor of per-run scalars; a Python float as it is (it broadcasts)."""
     return v[..., None] if isinstance(v, torch.Tensor) else v
@@ -352,16 +357,16 @@ class DeltaMem:
     def seg_means(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
         """The timeline segments' mean vectors as stored (not normalised: norm <= 1), fp32 ``[S, D]``
         (or the rows asked for): ``seg_emb`` (fp16) plus ``origin``."""
-        return (self.seg_emb if rows is None else self.seg_emb[rows]).float() + self.origin
+        return _rows(self.seg_emb, rows).float() + self.origin
 
     def seg_drifts(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
         """The timeline segments' drifts (each line's change from start to end), fp32 ``[S, D]`` (or
         the rows asked for): ``seg_drift`` times ``seg_dscale`` (int8 and a scale per row; fp16 alone
         in layouts without ``drift_int8``)."""
-        drift = (self.seg_drift if rows is None else self.seg_drift[rows]).float()
+        drift = _rows(self.seg_drift, rows).float()
         if not self.layout.drift_int8:
             return drift
-        return drift * (self.seg_dscale if rows is None else self.seg_dscale[rows]).float()[..., None]
+        return drift * _rows(self.seg_dscale, rows).float()[..., None]
 
     def seg_vectors(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
         """The timeline segments' mean vectors, L2-normalised, fp32 ``[S, D]`` (or the rows asked for)."""
@@ -371,7 +376,7 @@ class DeltaMem:
 
     def ev_vectors(self, rows: torch.Tensor | slice | None = None) -> torch.Tensor:
         """The pinned events' vectors as fp32 ``[E, D]`` (or the rows asked for); stored in fp16."""
-        return (self.ev_emb if rows is None else self.ev_emb[rows]).float()
+        return _rows(self.ev_emb, rows).float()
 
     def _clamp_time(self, t: float) -> float:
         """``t`` moved inside ``[first_t, last_t]`` once a frame has been seen."""
@@ -590,9 +595,9 @@ class DeltaMem:
     # (the mean), ``seg_drift`` (``v · (end - start)``, int8 with a scale per row: :meth:`seg_drifts`),
     # ``seg_tmean`` and ``seg_stt`` (``Σ (t - t_mean)²``). These statistics combine exactly when two
     # segments merge (the last segment's from its unrounded ``tail_mean``/``tail_drift`` where the
-    # layout keeps them), and the merged pair is
-    # the one whose line fits worst by the least: the smallest rise of the residual sum of squares,
-    # weighted by ``1 + span / seg_time_scale`` (a longer line places a time less precisely).
+    # layout keeps them), and the merged pair is the one whose line fits worst by the least: the
+    # smallest rise of the residual sum of squares, weighted by ``1 + span / seg_time_scale`` (a
+    # longer line places a time less precisely).
     # A query then finds the best point on each segment's line, so it gets a time inside the segment
     # (the lighting drifting, a person walking) instead of its middle.
 
@@ -801,7 +806,7 @@ class DeltaMem:
             self._costs = self._merge_cost()
         i = int(self._costs.argmin())
         j = i + 1
-        last = j == self._n_segments() - 1
+        last = j + 1 == self.layout.segments or not self._item("seg_used", j + 1)  # j is the last segment
         sa, sb = self._row_stats(i), self._row_stats(j, tail=last)
         ca, cb = int(sa[0]), int(sb[0])
         merged = self._combine(sa, sb)
