@@ -229,6 +229,24 @@ def test_delta_merge_scan_grouping_limits(merge_mod, device):
                                      torch.zeros(1, n_max + 1, device=device), 0.02, grouping="scan")
 
 
+def test_delta_merge_default_grouping_is_scan_up_to_its_limit(merge_mod, device, monkeypatch):
+    """``grouping=None``: the scan (one launch; faster on the GPU in every measured case) for frames
+    of up to SCAN_MAX_N tokens, the sort beyond; the two differ in float32 rounding, so the default's
+    result is bitwise equal to exactly one of them."""
+    x, idx, k, count, importance, novelty = _merge_inputs(device, torch.float32, torch.int64)
+
+    def run(grouping):
+        state = [k.clone(), count.clone(), importance.clone()]
+        merge_mod.delta_merge_fwd(x, idx, *state, novelty, 0.05, grouping=grouping)
+        return state[0]
+
+    scan, sort = run("scan"), run("sort")
+    assert not torch.equal(scan, sort)  # else this test could not tell them apart
+    assert torch.equal(run(None), scan)
+    monkeypatch.setattr(merge_mod, "SCAN_MAX_N", x.shape[1] - 1)
+    assert torch.equal(run(None), sort)
+
+
 def test_delta_merge_triton_public_function(merge_mod, device):
     x, idx, k, count, importance, novelty = _merge_inputs(device, torch.float32, torch.int64)
     want = [k.clone(), count.clone(), importance.clone()]
@@ -288,7 +306,7 @@ for xd, cnt, bt, bd, one in (("fp16", "*i32", 8, 512, True), ("fp32", "*i64", 16
           num_warps=4)
     types = {**types, "idx_ptr": "*i64"}
     build(Mg._delta_merge_scan_kernel, types,
-          {"BLOCK_S": 64, "BLOCK_T": bt, "BLOCK_D": bd, "ONE_CHUNK": one, "HAS_GATE": not one},
+          {"BLOCK_S": 64, "BLOCK_D": bd, "ONE_CHUNK": one, "HAS_GATE": not one},
           ["sxd", "sin"], ["x_ptr"], num_warps=4)
 print("compiled")
 """
@@ -430,11 +448,12 @@ def test_bench_without_cuda_exits_cleanly(bench, monkeypatch, capsys):
 
 def test_bench_table(bench):
     rows = [bench.Row("fp16", 1, 64, 256, 512, 12.5, 100.0, 3.5, 40.0, 5e-7, 20.0),
-            bench.Row("fp32", 1, 64, 256, 512, 12.5, 100.0, 3.5, 40.0, 5e-7, 20.0, 900.0, 2.25, 9.75)]
+            bench.Row("fp32", 1, 64, 256, 512, 12.5, 100.0, 3.5, 40.0, 5e-7, 20.0, 900.0, 2.25, 9.75,
+                      scan_merge_gbs=500.0)]
     table = bench.markdown_table(rows, card="Some GPU", copy_gbs=2000.0)
     assert "Some GPU" in table and "| fp16 |" in table and "2000" in table
-    assert "| 20.0 | – | – | – | – |" in table  # no reference, no scan timings
-    assert "| 20.0 | 900.0 | 45.0× | 2.2 | 9.8 |" in table
+    assert "| 3.5 | 40 | 20.0 | – | – | – | – | – | – |" in table  # no scan timings, no reference
+    assert "| 3.5 | 40 | 20.0 | 2.2 | 500 | 25% | 9.8 | 900.0 | 92.3× |" in table  # speed-up over the scan frame
 
 
 @pytest.mark.slow

@@ -21,14 +21,16 @@ When ``D`` does not fit one chunk the new row is written unnormalised chunk by c
 squared norm accumulates, then scaled in a second pass (after a CTA barrier). Every slot row is
 touched by exactly one program, so runs are bitwise reproducible.
 
-``grouping="scan"`` finds the groups without sorting: one program per token ``(i, b)`` compares
-its slot with those of the stream's earlier tokens and, if none has it, sums the stream's tokens
-of that slot (tiles of ``BLOCK_T`` token positions, members masked in, in token order) and
-applies the same update. It replaces the sort and ``searchsorted`` (several launches) by one
-launch at an ``O(N²)`` comparison cost per stream, so it is for frames of up to
-:data:`SCAN_MAX_N` tokens. Its sums group the tokens differently from the sorted path (both are
-deterministic; they differ in float32 rounding). Which is faster on a GPU is measured by
-``scripts/bench_kernels.py`` (the merge columns of both); ``"sort"`` stays the default until then.
+``grouping="scan"`` finds the groups without sorting: one program per token ``(i, b)`` loads the
+stream's ``N`` slot indices as one vector, compares them with its own and, if no earlier token
+has its slot, sums the group's rows one at a time in token order (each next member found by a
+reduction over the comparison, in registers) and applies the same update. It replaces the sort,
+``searchsorted`` and a dozen small torch ops (about 13 launches) by one launch, at an ``O(N²)``
+comparison cost per stream, so it is for frames of up to :data:`SCAN_MAX_N` tokens, and is the
+default there. Its sums group the tokens differently from the sorted path (both deterministic;
+they differ in float32 rounding). ``scripts/bench_kernels.py`` times both: on an H200 the scan
+merge took 9.6–51 µs against the sort's 36–219 µs on every case of its default grid (B ≤ 64,
+N ≤ 256, M ≤ 16,384, D = 512; BENCHMARKS.md, "The scan merge on an H200").
 """
 
 from __future__ import annotations
@@ -46,46 +48,47 @@ SCAN_MAX_N = 1024  # "scan" compares each token's slot with those of the tokens 
 
 
 @triton.jit
-def _tile(t0, hi, run, idx_row, sin, slot, N, x_ptr, sxb, sxn, nov_ptr, snb, snn,
-          SCAN: tl.constexpr, BLOCK_T: tl.constexpr):
-    """The group's tokens in the tile of ``BLOCK_T`` positions from ``t0`` (positions below ``hi``)
-    → (their ``x`` row pointers, their novelty pointers, which of them belong to the group).
-
-    ``SCAN``: positions are the token positions of one stream (``x_ptr``, ``nov_ptr`` already point
-    at it) and a token belongs when its index ``idx_row[t]`` is ``slot``; otherwise positions are
-    those of a sorted run (``run[t]``: flat token indices ``b * N + i``), all in the group."""
+def _tile(t0, hi, run, N, x_ptr, sxb, sxn, nov_ptr, snb, snn, BLOCK_T: tl.constexpr):
+    """The tile of ``BLOCK_T`` positions of a sorted run from ``t0`` (positions below ``hi``; ``run[t]``:
+    flat token indices ``b * N + i``) → (their ``x`` row pointers, their novelty pointers, in range)."""
     offs_t = t0 + tl.arange(0, BLOCK_T)
-    if SCAN:
-        ok = tl.load(idx_row + offs_t * sin, mask=offs_t < hi, other=-1) == slot
-        rows = x_ptr + offs_t.to(tl.int64) * sxn
-        novs = nov_ptr + offs_t * snn
-    else:
-        ok = offs_t < hi
-        tok = tl.load(run + offs_t, mask=ok, other=0)
-        rows = x_ptr + (tok // N) * sxb + (tok % N) * sxn
-        novs = nov_ptr + (tok // N) * snb + (tok % N) * snn
+    ok = offs_t < hi
+    tok = tl.load(run + offs_t, mask=ok, other=0)
+    rows = x_ptr + (tok // N) * sxb + (tok % N) * sxn
+    novs = nov_ptr + (tok // N) * snb + (tok % N) * snn
     return rows, novs, ok
 
 
 @triton.jit
-def _moved_chunk(lo, hi, offs_d, d_ok, k_row, g, nf, run, idx_row, sin, slot, N,
+def _moved_chunk(hi, offs_d, d_ok, k_row, g, nf, run, same, offs_s, first, n, N,
                  x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn,
                  SCAN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
     """The slot row's chunk ``offs_d`` moved ``g`` of the way to the group's mean (unnormalised):
-    the group's tokens summed tile by tile in a fixed order, float32."""
+    the group's tokens summed in a fixed order, float32.
+
+    ``SCAN``: the group is the ``n`` tokens where ``same`` is set (positions ``offs_s`` of one
+    stream, ``x_ptr`` pointing at it), ``first`` the first of them: summed one row at a time in token
+    order, each next member found by a reduction over ``same`` in registers. Otherwise the group is
+    the sorted run ``run[0:hi]``, summed in tiles of ``BLOCK_T`` rows (a fixed tree per tile)."""
     acc = tl.zeros([BLOCK_D], tl.float32)
-    for t0 in range(lo, hi, BLOCK_T):
-        rows, novs, ok = _tile(t0, hi, run, idx_row, sin, slot, N, x_ptr, sxb, sxn, nov_ptr, snb, snn,
-                               SCAN, BLOCK_T)
-        xt = tl.load(rows[:, None] + offs_d[None, :] * sxd, mask=ok[:, None] & d_ok[None, :], other=0.0)
-        acc += tl.sum(xt.to(tl.float32), axis=0)
+    if SCAN:
+        pos = first
+        acc += tl.load(x_ptr + pos.to(tl.int64) * sxn + offs_d * sxd, mask=d_ok, other=0.0).to(tl.float32)
+        for _ in range(1, n):
+            pos = tl.min(tl.where(same & (offs_s > pos), offs_s, 2147483647), axis=0)
+            acc += tl.load(x_ptr + pos.to(tl.int64) * sxn + offs_d * sxd, mask=d_ok, other=0.0).to(tl.float32)
+    else:
+        for t0 in range(0, hi, BLOCK_T):
+            rows, novs, ok = _tile(t0, hi, run, N, x_ptr, sxb, sxn, nov_ptr, snb, snn, BLOCK_T)
+            xt = tl.load(rows[:, None] + offs_d[None, :] * sxd, mask=ok[:, None] & d_ok[None, :], other=0.0)
+            acc += tl.sum(xt.to(tl.float32), axis=0)
     old = tl.load(k_row + offs_d, mask=d_ok, other=0.0)
     return old + g * (tl.div_rn(acc, nf) - old)
 
 
 @triton.jit
 def _merge_group(
-    lo, hi, run, idx_row, sin, slot, flat,
+    hi, run, same, offs_s, first, flat,
     x_ptr, nov_ptr, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
     N, D, g_min,
     sxb, sxn, sxd,
@@ -96,19 +99,21 @@ def _merge_group(
     ONE_CHUNK: tl.constexpr,
     HAS_GATE: tl.constexpr,
 ):
-    """Merge one group of tokens (token tiles from ``lo`` to ``hi``, see :func:`_tile`) into slot
-    row ``flat`` (of the flat ``[B * M]`` slots): sums in a fixed order, the gate, the new row
-    (normalised), its count, importance and ``n``."""
+    """Merge one group of tokens (see :func:`_moved_chunk`: the sorted run ``run[0:hi]``, or with
+    ``SCAN`` the stream's tokens where ``same`` is set) into slot row ``flat`` of the flat
+    ``[B * M]`` slots: sums in a fixed order, the gate, the new row (normalised), its count,
+    importance and ``n``."""
     # size and novelty of the group
-    nov_acc = tl.zeros([BLOCK_T], tl.float32)
-    n_acc = tl.zeros([BLOCK_T], tl.int32)
-    for t0 in range(lo, hi, BLOCK_T):
-        rows, novs, ok = _tile(t0, hi, run, idx_row, sin, slot, N, x_ptr, sxb, sxn, nov_ptr, snb, snn,
-                               SCAN, BLOCK_T)
-        nov_acc += tl.load(novs, mask=ok, other=0.0).to(tl.float32)
-        n_acc += ok.to(tl.int32)
-    nov = tl.sum(nov_acc, axis=0)
-    n = tl.sum(n_acc, axis=0)
+    if SCAN:
+        n = tl.sum(same.to(tl.int32), axis=0)
+        nov = tl.sum(tl.load(nov_ptr + offs_s * snn, mask=same, other=0.0).to(tl.float32), axis=0)
+    else:
+        nov_acc = tl.zeros([BLOCK_T], tl.float32)
+        for t0 in range(0, hi, BLOCK_T):
+            rows, novs, ok = _tile(t0, hi, run, N, x_ptr, sxb, sxn, nov_ptr, snb, snn, BLOCK_T)
+            nov_acc += tl.load(novs, mask=ok, other=0.0).to(tl.float32)
+        nov = tl.sum(nov_acc, axis=0)
+        n = hi
     nf = n.to(tl.float32)
 
     cnt = tl.load(count_ptr + flat)
@@ -121,7 +126,7 @@ def _merge_group(
     if ONE_CHUNK:
         offs_d = tl.arange(0, BLOCK_D)
         d_ok = offs_d < D
-        new = _moved_chunk(lo, hi, offs_d, d_ok, k_row, g, nf, run, idx_row, sin, slot, N,
+        new = _moved_chunk(hi, offs_d, d_ok, k_row, g, nf, run, same, offs_s, first, n, N,
                            x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn, SCAN, BLOCK_T, BLOCK_D)
         norm = tl.maximum(tl.sqrt_rn(tl.sum(new * new, axis=0)), 1e-12)
         tl.store(k_row + offs_d, tl.div_rn(new, norm), mask=d_ok)
@@ -130,7 +135,7 @@ def _merge_group(
         for d0 in range(0, D, BLOCK_D):
             offs_d = d0 + tl.arange(0, BLOCK_D)
             d_ok = offs_d < D
-            new = _moved_chunk(lo, hi, offs_d, d_ok, k_row, g, nf, run, idx_row, sin, slot, N,
+            new = _moved_chunk(hi, offs_d, d_ok, k_row, g, nf, run, same, offs_s, first, n, N,
                                x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn, SCAN, BLOCK_T, BLOCK_D)
             sq += new * new
             tl.store(k_row + offs_d, new, mask=d_ok)
@@ -166,7 +171,7 @@ def _delta_merge_kernel(
     prev = tl.load(sorted_ptr + p - 1, mask=p > 0, other=-1)
     if (slot < BM) & (slot != prev):
         hi = (tl.load(ends_ptr + p) - p).to(tl.int32)  # tokens in the run
-        _merge_group(0, hi, order_ptr + p, order_ptr, 0, slot, slot,
+        _merge_group(hi, order_ptr + p, 0, 0, 0, slot,
                      x_ptr, nov_ptr, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
                      N, D, g_min, sxb, sxn, sxd, snb, snn,
                      False, BLOCK_T, BLOCK_D, ONE_CHUNK, HAS_GATE)
@@ -181,28 +186,26 @@ def _delta_merge_scan_kernel(
     snb, snn,
     sib, sin,
     BLOCK_S: tl.constexpr,
-    BLOCK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     ONE_CHUNK: tl.constexpr,
     HAS_GATE: tl.constexpr,
 ):
     """Program ``(i, b)``: if token ``i`` is the first of stream ``b`` with its slot, merge all the
-    stream's tokens of that slot into it (found by comparing slot indices; no sort)."""
+    stream's tokens of that slot into it. The stream's ``N <= BLOCK_S`` slot indices are compared
+    with ``i``'s in one vector (no sort); the group's members are then read row by row."""
     i = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     idx_row = idx_ptr + b * sib
     slot = tl.load(idx_row + i * sin)
     if (slot >= 0) & (slot < M):
-        earlier = 0  # tokens before i with the same slot: i leads its slot's group when there are none
-        for j0 in range(0, i, BLOCK_S):
-            offs_s = j0 + tl.arange(0, BLOCK_S)
-            other = tl.load(idx_row + offs_s * sin, mask=offs_s < i, other=-1)
-            earlier += tl.sum((other == slot).to(tl.int32), axis=0)
+        offs_s = tl.arange(0, BLOCK_S)
+        same = tl.load(idx_row + offs_s * sin, mask=offs_s < N, other=-1) == slot
+        earlier = tl.sum((same & (offs_s < i)).to(tl.int32), axis=0)  # i leads its group when 0
         if earlier == 0:
-            _merge_group((i // BLOCK_T) * BLOCK_T, N, idx_row, idx_row, sin, slot, b * M + slot,
+            _merge_group(0, idx_row, same, offs_s, i, b * M + slot,
                          x_ptr + b * sxb, nov_ptr + b * snb, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
                          N, D, g_min, sxb, sxn, sxd, snb, snn,
-                         True, BLOCK_T, BLOCK_D, ONE_CHUNK, HAS_GATE)
+                         True, 1, BLOCK_D, ONE_CHUNK, HAS_GATE)
 
 
 # ------------------------------------------------------------------------------------ host side
@@ -235,7 +238,8 @@ def delta_merge_fwd(
         block_t, block_d: token tile and ``D`` chunk (powers of two); ``None``: chosen here.
         grouping: how the tokens of a slot are found (see the module docstring): ``"sort"`` (a
             stable sort by slot, then one program per sorted position), ``"scan"`` (one program per
-            token, no sort; ``N`` at most :data:`SCAN_MAX_N`); ``None``: ``"sort"``.
+            token, no sort; ``N`` at most :data:`SCAN_MAX_N`); ``None``: ``"scan"`` up to
+            :data:`SCAN_MAX_N` tokens per stream, ``"sort"`` beyond.
     Returns:
         n: int64 `[B, M]`, the tokens merged into each slot.
     """
@@ -252,7 +256,7 @@ def delta_merge_fwd(
         if novelty.dtype == torch.bfloat16:
             novelty = novelty.float()
 
-    grouping = grouping or "sort"
+    grouping = grouping or ("scan" if N <= SCAN_MAX_N else "sort")
     if grouping not in GROUPINGS:
         raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
     if grouping == "scan" and N > SCAN_MAX_N:
@@ -268,8 +272,9 @@ def delta_merge_fwd(
     meta = dict(BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, ONE_CHUNK=D <= BLOCK_D, HAS_GATE=gate is not None,
                 num_warps=num_warps)
     if grouping == "scan":
+        scan_meta = {key: v for key, v in meta.items() if key != "BLOCK_T"}
         _delta_merge_scan_kernel[(N, B)](x, novelty, idx, *state, N, M, D, float(g_min), *strides, *idx.stride(),
-                                         BLOCK_S=max(16, min(256, triton.next_power_of_2(N))), **meta)
+                                         BLOCK_S=max(16, triton.next_power_of_2(N)), **scan_meta)
         return n
 
     BM = B * M
@@ -318,7 +323,8 @@ def delta_merge_triton(
             (NaN: the closed form), as in the reference.
         check_idx: raise ``IndexError`` for an index outside ``[-1, M)`` (one device sync).
             ``None``: check unless a CUDA graph is being captured. Unchecked, such tokens are skipped.
-        grouping: ``"sort"`` or ``"scan"`` (see :func:`delta_merge_fwd`); ``None``: ``"sort"``.
+        grouping: ``"sort"`` or ``"scan"`` (see :func:`delta_merge_fwd`); ``None``: ``"scan"`` up to
+            :data:`SCAN_MAX_N` tokens per stream, ``"sort"`` beyond.
 
     Returns:
         n (torch.Tensor): int64 `[B, M]`: the number of tokens merged into each slot.
