@@ -307,7 +307,7 @@ for xd, cnt, bt, bd, one in (("fp16", "*i32", 8, 512, True), ("fp32", "*i64", 16
     types = {**types, "idx_ptr": "*i64"}
     build(Mg._delta_merge_scan_kernel, types,
           {"BLOCK_S": 64, "BLOCK_D": bd, "ONE_CHUNK": one, "HAS_GATE": not one},
-          ["sxd", "sin"], ["x_ptr"], num_warps=4)
+          ["sxd", "sin"], ["x_ptr"], num_warps=1)
 print("compiled")
 """
 

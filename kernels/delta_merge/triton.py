@@ -29,8 +29,9 @@ reduction over the comparison, in registers) and applies the same update. It rep
 comparison cost per stream, so it is for frames of up to :data:`SCAN_MAX_N` tokens, and is the
 default there. Its sums group the tokens differently from the sorted path (both deterministic;
 they differ in float32 rounding). ``scripts/bench_kernels.py`` times both: on an H200 the scan
-merge took 9.6–51 µs against the sort's 36–219 µs on every case of its default grid (B ≤ 64,
-N ≤ 256, M ≤ 16,384, D = 512; BENCHMARKS.md, "The scan merge on an H200").
+merge took 9.6–51 µs (four warps; 9.3–42 µs with the one warp it now launches with) against the
+sort's 36–219 µs on every case of its default grid (B ≤ 64, N ≤ 256, M ≤ 16,384, D = 512;
+BENCHMARKS.md, "The scan merge on an H200").
 """
 
 from __future__ import annotations
@@ -263,8 +264,8 @@ def delta_merge_fwd(
         raise ValueError(f"grouping='scan' takes at most {SCAN_MAX_N} tokens per stream, got N={N}")
     BLOCK_D = block_d or max(16, min(triton.next_power_of_2(D), 1024))
     BLOCK_T = block_t or max(1, min(16, 4096 // BLOCK_D))
-    if num_warps is None:
-        num_warps = 4 if BLOCK_D * BLOCK_T <= 4096 else 8
+    if num_warps is None:  # the scan's programs read one row at a time: one warp each is fastest (H200, D = 512)
+        num_warps = 1 if grouping == "scan" else 4 if BLOCK_D * BLOCK_T <= 4096 else 8
     if gate is not None:
         gate = gate.contiguous()
     state = (k, count, importance, n, gate if gate is not None else importance)  # gate_ptr: a dummy without one
