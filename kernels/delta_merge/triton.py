@@ -29,9 +29,9 @@ reduction over the comparison, in registers) and applies the same update. It rep
 comparison cost per stream, so it is for frames of up to :data:`SCAN_MAX_N` tokens, and is the
 default there. Its sums group the tokens differently from the sorted path (both deterministic;
 they differ in float32 rounding). ``scripts/bench_kernels.py`` times both: on an H200 the scan
-merge took 9.6–51 µs (four warps; 9.3–42 µs with the one warp it now launches with) against the
-sort's 36–219 µs on every case of its default grid (B ≤ 64, N ≤ 256, M ≤ 16,384, D = 512;
-BENCHMARKS.md, "The scan merge on an H200").
+merge took 9.0–42 µs against the sort's 36–219 µs on every case of its default grid (B ≤ 64,
+N ≤ 256, M ≤ 16,384, D = 512; one warp per program, and with one ``D`` chunk the token's row, the
+slot's row and count loaded before the comparison; BENCHMARKS.md, "The scan merge on an H200").
 """
 
 from __future__ import annotations
@@ -62,19 +62,24 @@ def _tile(t0, hi, run, N, x_ptr, sxb, sxn, nov_ptr, snb, snn, BLOCK_T: tl.conste
 
 @triton.jit
 def _moved_chunk(hi, offs_d, d_ok, k_row, g, nf, run, same, offs_s, first, n, N,
-                 x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn,
-                 SCAN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+                 x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn, x0, old0,
+                 SCAN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, PRELOADED: tl.constexpr):
     """The slot row's chunk ``offs_d`` moved ``g`` of the way to the group's mean (unnormalised):
     the group's tokens summed in a fixed order, float32.
 
     ``SCAN``: the group is the ``n`` tokens where ``same`` is set (positions ``offs_s`` of one
     stream, ``x_ptr`` pointing at it), ``first`` the first of them: summed one row at a time in token
     order, each next member found by a reduction over ``same`` in registers. Otherwise the group is
-    the sorted run ``run[0:hi]``, summed in tiles of ``BLOCK_T`` rows (a fixed tree per tile)."""
+    the sorted run ``run[0:hi]``, summed in tiles of ``BLOCK_T`` rows (a fixed tree per tile).
+    ``PRELOADED`` (scan, one chunk): ``x0`` is the first member's row and ``old0`` the slot's row,
+    already loaded (float32)."""
     acc = tl.zeros([BLOCK_D], tl.float32)
     if SCAN:
         pos = first
-        acc += tl.load(x_ptr + pos.to(tl.int64) * sxn + offs_d * sxd, mask=d_ok, other=0.0).to(tl.float32)
+        if PRELOADED:
+            acc += x0
+        else:
+            acc += tl.load(x_ptr + pos.to(tl.int64) * sxn + offs_d * sxd, mask=d_ok, other=0.0).to(tl.float32)
         for _ in range(1, n):
             pos = tl.min(tl.where(same & (offs_s > pos), offs_s, 2147483647), axis=0)
             acc += tl.load(x_ptr + pos.to(tl.int64) * sxn + offs_d * sxd, mask=d_ok, other=0.0).to(tl.float32)
@@ -83,7 +88,10 @@ def _moved_chunk(hi, offs_d, d_ok, k_row, g, nf, run, same, offs_s, first, n, N,
             rows, novs, ok = _tile(t0, hi, run, N, x_ptr, sxb, sxn, nov_ptr, snb, snn, BLOCK_T)
             xt = tl.load(rows[:, None] + offs_d[None, :] * sxd, mask=ok[:, None] & d_ok[None, :], other=0.0)
             acc += tl.sum(xt.to(tl.float32), axis=0)
-    old = tl.load(k_row + offs_d, mask=d_ok, other=0.0)
+    if PRELOADED:
+        old = old0
+    else:
+        old = tl.load(k_row + offs_d, mask=d_ok, other=0.0)
     return old + g * (tl.div_rn(acc, nf) - old)
 
 
@@ -94,16 +102,19 @@ def _merge_group(
     N, D, g_min,
     sxb, sxn, sxd,
     snb, snn,
+    x0, old0, cnt0,
     SCAN: tl.constexpr,
     BLOCK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     ONE_CHUNK: tl.constexpr,
     HAS_GATE: tl.constexpr,
+    PRELOADED: tl.constexpr,
 ):
     """Merge one group of tokens (see :func:`_moved_chunk`: the sorted run ``run[0:hi]``, or with
     ``SCAN`` the stream's tokens where ``same`` is set) into slot row ``flat`` of the flat
     ``[B * M]`` slots: sums in a fixed order, the gate, the new row (normalised), its count,
-    importance and ``n``."""
+    importance and ``n``. ``PRELOADED`` (scan, one chunk): the first member's row ``x0``, the
+    slot's row ``old0`` and its count ``cnt0`` were loaded by the caller."""
     # size and novelty of the group
     if SCAN:
         n = tl.sum(same.to(tl.int32), axis=0)
@@ -117,7 +128,10 @@ def _merge_group(
         n = hi
     nf = n.to(tl.float32)
 
-    cnt = tl.load(count_ptr + flat)
+    if PRELOADED:
+        cnt = cnt0
+    else:
+        cnt = tl.load(count_ptr + flat)
     g = tl.maximum(tl.div_rn(nf, cnt.to(tl.float32) + nf), g_min)
     if HAS_GATE:  # a given gate (NaN: keep the closed form)
         given = tl.load(gate_ptr + flat)
@@ -128,7 +142,7 @@ def _merge_group(
         offs_d = tl.arange(0, BLOCK_D)
         d_ok = offs_d < D
         new = _moved_chunk(hi, offs_d, d_ok, k_row, g, nf, run, same, offs_s, first, n, N,
-                           x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn, SCAN, BLOCK_T, BLOCK_D)
+                           x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn, x0, old0, SCAN, BLOCK_T, BLOCK_D, PRELOADED)
         norm = tl.maximum(tl.sqrt_rn(tl.sum(new * new, axis=0)), 1e-12)
         tl.store(k_row + offs_d, tl.div_rn(new, norm), mask=d_ok)
     else:
@@ -137,7 +151,7 @@ def _merge_group(
             offs_d = d0 + tl.arange(0, BLOCK_D)
             d_ok = offs_d < D
             new = _moved_chunk(hi, offs_d, d_ok, k_row, g, nf, run, same, offs_s, first, n, N,
-                               x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn, SCAN, BLOCK_T, BLOCK_D)
+                               x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn, 0.0, 0.0, SCAN, BLOCK_T, BLOCK_D, False)
             sq += new * new
             tl.store(k_row + offs_d, new, mask=d_ok)
         norm = tl.maximum(tl.sqrt_rn(tl.sum(sq, axis=0)), 1e-12)
@@ -174,8 +188,8 @@ def _delta_merge_kernel(
         hi = (tl.load(ends_ptr + p) - p).to(tl.int32)  # tokens in the run
         _merge_group(hi, order_ptr + p, 0, 0, 0, slot,
                      x_ptr, nov_ptr, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
-                     N, D, g_min, sxb, sxn, sxd, snb, snn,
-                     False, BLOCK_T, BLOCK_D, ONE_CHUNK, HAS_GATE)
+                     N, D, g_min, sxb, sxn, sxd, snb, snn, 0.0, 0.0, 0,
+                     False, BLOCK_T, BLOCK_D, ONE_CHUNK, HAS_GATE, False)
 
 
 @triton.jit
@@ -199,14 +213,27 @@ def _delta_merge_scan_kernel(
     idx_row = idx_ptr + b * sib
     slot = tl.load(idx_row + i * sin)
     if (slot >= 0) & (slot < M):
+        flat = b * M + slot
+        # With one chunk, the token's own row, the slot's row and count are loaded here, before the
+        # comparison: their latency overlaps that of the indices' load instead of following it
+        # (a token that turns out not to lead its group wasted one row's load).
+        if ONE_CHUNK:
+            offs_d = tl.arange(0, BLOCK_D)
+            d_ok = offs_d < D
+            x0 = tl.load(x_ptr + b * sxb + i.to(tl.int64) * sxn + offs_d * sxd, mask=d_ok, other=0.0).to(tl.float32)
+            old0 = tl.load(k_ptr + flat * D + offs_d, mask=d_ok, other=0.0)
+        else:
+            x0 = 0.0
+            old0 = 0.0
+        cnt0 = tl.load(count_ptr + flat)
         offs_s = tl.arange(0, BLOCK_S)
         same = tl.load(idx_row + offs_s * sin, mask=offs_s < N, other=-1) == slot
         earlier = tl.sum((same & (offs_s < i)).to(tl.int32), axis=0)  # i leads its group when 0
         if earlier == 0:
-            _merge_group(0, idx_row, same, offs_s, i, b * M + slot,
+            _merge_group(0, idx_row, same, offs_s, i, flat,
                          x_ptr + b * sxb, nov_ptr + b * snb, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
-                         N, D, g_min, sxb, sxn, sxd, snb, snn,
-                         True, 1, BLOCK_D, ONE_CHUNK, HAS_GATE)
+                         N, D, g_min, sxb, sxn, sxd, snb, snn, x0, old0, cnt0,
+                         True, 1, BLOCK_D, ONE_CHUNK, HAS_GATE, ONE_CHUNK)
 
 
 # ------------------------------------------------------------------------------------ host side
