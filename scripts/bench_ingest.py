@@ -223,6 +223,10 @@ def job_ingest(job: dict) -> dict:
         import torch
 
         torch.set_num_threads(job["torch_threads"])
+    if job.get("cv_threads"):  # ... or --cv-threads
+        import cv2
+
+        cv2.setNumThreads(job["cv_threads"])
     rss_after_load = peak_rss_mib()
 
     runs = []
@@ -262,7 +266,13 @@ def job_ingest(job: dict) -> dict:
     return {**best, "runs_fps": [r["fps"] for r in runs], "load_s": load_s,
             "rss_after_load_mib": rss_after_load, "peak_rss_mib": peak_rss_mib(),
             "vm_hwm_mib": vm_hwm_mib(), "pins_timed": has_pin, "encoder_config": encoder.config(),
-            **torch_info()}
+            "cv_threads": _cv_threads(), **torch_info()}
+
+
+def _cv_threads() -> int:
+    import cv2
+
+    return cv2.getNumThreads()
 
 
 def _median_run(runs: list[dict]) -> dict:
@@ -346,7 +356,8 @@ def report(args, machine: dict, decode: dict, ingest: dict, command: str) -> str
                f"{'CUDA available' if t['cuda'] else 'no GPU'}; Python {m['python']}, "
                f"torch {t['torch']} ({t['torch_threads']} threads"
                f"{'' if args.torch_threads else ', its default; ingest uses 1 with classic, at most 4 with clip on a GPU, as `watch` does'}; "
-               "OpenCV 1 thread in ingest, as in `watch`), "
+               + (f"OpenCV {args.cv_threads} threads in ingest, where `watch` uses 1), " if args.cv_threads
+                  else "OpenCV 1 thread in ingest, as in `watch`), ") +
                f"PyAV {v.get('av', '?')}, "
                f"OpenCV {v.get('cv2', '?')}, open_clip {v.get('open_clip', '?')}.")
     cap = f", at most {args.max_frames} frames per run" if args.max_frames else ""
@@ -463,6 +474,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--torch-threads", type=int, default=None, metavar="N",
                    help="torch.set_num_threads(N) in each measurement (default: what `watch` uses: "
                         "1 with classic, torch's own choice with clip on the CPU, at most 4 with clip on a GPU)")
+    p.add_argument("--cv-threads", type=int, default=None, metavar="N",
+                   help="cv2.setNumThreads(N) in each ingest (default: 1, what `watch` uses)")
     p.add_argument("--decode-all", action="store_true",
                    help="decode every frame, also the non-reference ones sampling skips "
                         "(FileSource(skip_unwanted=False), as before that option existed)")
@@ -476,6 +489,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--max-frames must be at least 1")
     if args.fps <= 0:
         p.error("--fps must be positive")
+    for name in ("torch_threads", "cv_threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 
@@ -489,7 +505,7 @@ def main(argv=None) -> int:
         if not (REPO / v).is_file():
             raise SystemExit(f"bench_ingest: no such video: {v}")
     base = {"fps": args.fps, "max_side": args.max_side, "max_frames": args.max_frames, "repeat": args.repeat,
-            "torch_threads": args.torch_threads, "decode_all": args.decode_all}
+            "torch_threads": args.torch_threads, "cv_threads": args.cv_threads, "decode_all": args.decode_all}
     machine = machine_info()
     machine["load_before"] = os.getloadavg()
     decode, ingest = {}, {}
