@@ -280,8 +280,25 @@ def test_merges_prefer_short_spans_among_similar_misfits():
     assert merged[1.0] == [(0, 2), (4, 4), (6, 6.5), (10, 11)]
 
 
-def test_seg_time_scale_in_the_config_only_when_not_the_default(tmp_path):
-    assert "seg_time_scale" not in DeltaMem(small_layout()).config()  # snapshots load as before
+def test_seg_time_scale_is_in_the_config_and_old_snapshots_keep_theirs(tmp_path):
+    """The default is 3 s; the config always holds the value. A snapshot whose config lacks it
+    was written while the default was 1 s (and left the default out): it loads with 1 s."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    mem = DeltaMem(small_layout())
+    assert mem.seg_time_scale == 3.0 and mem.config()["seg_time_scale"] == 3.0
+    feed(mem, 12, torch.Generator().manual_seed(2))
+    save(mem, tmp_path / "new.svm")
+    assert load(tmp_path / "new.svm")[0].seg_time_scale == 3.0
+    with safe_open(str(tmp_path / "new.svm"), framework="pt") as f:
+        header, tensors = json.loads(f.metadata()["streamvid"]), {k: f.get_tensor(k) for k in f.keys()}
+    del header["config"]["seg_time_scale"]
+    save_file(tensors, str(tmp_path / "old.svm"), metadata={"streamvid": json.dumps(header)})
+    old, _ = load(tmp_path / "old.svm")
+    assert old.seg_time_scale == 1.0 and old.config()["seg_time_scale"] == 1.0
     mem = DeltaMem(small_layout(), seg_time_scale=0.0)
     assert mem.config()["seg_time_scale"] == 0.0
     feed(mem, 12, torch.Generator().manual_seed(2))

@@ -48,7 +48,8 @@ _BRIGHTNESS = CHANNELS.index("brightness")
 RECENCY_WEIGHT = 1.0
 COUNT_WEIGHT = 0.1
 EVENT_SLOTS = 3  # slots nearest to a pinned event whose importance rises ("taking part in an event")
-SEG_TIME_SCALE = 1.0  # seconds: the default ``seg_time_scale`` (a merge's cost grows with its span)
+SEG_TIME_SCALE = 3.0  # seconds: the default ``seg_time_scale`` (a merge's cost grows with its span)
+SEG_TIME_SCALE_BEFORE = 1.0  # the default until 2026-11-28: configs without ``seg_time_scale`` mean it
 _F32_TINY = float(np.float32(1e-12))  # ``clamp_min(1e-12)`` on a float32 tensor clamps at this
 
 
@@ -198,9 +199,14 @@ class DeltaMem:
             needle cuts of that hour; on three other generated hours 5 of the 9 values larger, 1
             equal, 3 lower by 0.02, 0.005 and 0.005). The price: a finer haystack also matches
             needle queries better; on those three hours 6 needle queries of 369 were lost at 0.5 or
-            1 MiB, 5 of them one needle whose queries a haystack moment matched within 2e-4. 0: off
-            (the rise alone). Kept in :meth:`config` only when not the default, so snapshots written
-            with the default still load in versions that predate it.
+            1 MiB, 5 of them one needle whose queries a haystack moment matched within 2e-4. The
+            default was 1 s until lines kept their drift precisely (int8 with a scale per segment,
+            an unrounded last segment): re-measured then, on the 20 tree.avi cuts of the vtest.avi
+            hour at 0.5 MiB, 3 s found 281 needle queries against 1 s's 273 (keep-all 299) and 3008
+            held-out frames against 2964, with no significant change at 0.25 and 1 MiB or on the
+            generated hours (BENCHMARKS.md, "A longer time scale for merges"). 0: off (the rise
+            alone). Always in :meth:`config`; a snapshot whose config lacks it was written when the
+            default was 1 s, and loads with 1 s.
         scene_threshold: a new segment whose global vector has cosine ``>=`` this with the last
             one shows the same view: it shares that segment's thumbnail instead of encoding one.
         importance_decay: slot importance is multiplied by this every frame.
@@ -306,8 +312,7 @@ class DeltaMem:
             "temperature": self.temperature,
             "recency_tau": self.recency_tau,
         }
-        if self.seg_time_scale != SEG_TIME_SCALE:  # only then: configs with the default are as before
-            cfg["seg_time_scale"] = self.seg_time_scale
+        cfg["seg_time_scale"] = self.seg_time_scale  # a config without it is from when the default was 1 s
         if self.gate is not None:  # only then, so configs without a gate are unchanged
             cfg["gate"] = getattr(self.gate, "path", None)
             if cfg["gate"] is None:

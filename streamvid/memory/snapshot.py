@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from streamvid.fsutil import atomic_write
-from streamvid.memory.deltamem import DeltaMem
+from streamvid.memory.deltamem import SEG_TIME_SCALE_BEFORE, DeltaMem
 from streamvid.memory.layout import MemoryLayout
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[D
     except (KeyError, TypeError, ValueError) as e:
         raise SnapshotError(f"{path}: invalid snapshot header ({type(e).__name__}: {e})") from None
 
+    # configs written while the default was 1 s left it out: such memories keep merging as they did
+    config.setdefault("seg_time_scale", SEG_TIME_SCALE_BEFORE)
     specs = layout.buffers()
     if version == 1:
         tensors, config = _upgrade_v1(tensors, config, specs)
