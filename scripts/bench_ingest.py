@@ -223,10 +223,11 @@ def job_ingest(job: dict) -> dict:
         import torch
 
         torch.set_num_threads(job["torch_threads"])
-    if job.get("cv_threads"):  # ... or --cv-threads
-        import cv2
+    import cv2
 
+    if job.get("cv_threads"):  # ... or --cv-threads
         cv2.setNumThreads(job["cv_threads"])
+    cv_threads = cv2.getNumThreads()
     rss_after_load = peak_rss_mib()
 
     runs = []
@@ -266,13 +267,7 @@ def job_ingest(job: dict) -> dict:
     return {**best, "runs_fps": [r["fps"] for r in runs], "load_s": load_s,
             "rss_after_load_mib": rss_after_load, "peak_rss_mib": peak_rss_mib(),
             "vm_hwm_mib": vm_hwm_mib(), "pins_timed": has_pin, "encoder_config": encoder.config(),
-            "cv_threads": _cv_threads(), **torch_info()}
-
-
-def _cv_threads() -> int:
-    import cv2
-
-    return cv2.getNumThreads()
+            "cv_threads": cv_threads, **torch_info()}
 
 
 def _median_run(runs: list[dict]) -> dict:

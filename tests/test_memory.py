@@ -283,20 +283,13 @@ def test_merges_prefer_short_spans_among_similar_misfits():
 def test_seg_time_scale_is_in_the_config_and_old_snapshots_keep_theirs(tmp_path):
     """The default is 3 s; the config always holds the value. A snapshot whose config lacks it
     was written while the default was 1 s (and left the default out): it loads with 1 s."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     mem = DeltaMem(small_layout())
     assert mem.seg_time_scale == 3.0 and mem.config()["seg_time_scale"] == 3.0
     feed(mem, 12, torch.Generator().manual_seed(2))
     save(mem, tmp_path / "new.svm")
     assert load(tmp_path / "new.svm")[0].seg_time_scale == 3.0
-    with safe_open(str(tmp_path / "new.svm"), framework="pt") as f:
-        header, tensors = json.loads(f.metadata()["streamvid"]), {k: f.get_tensor(k) for k in f.keys()}
-    del header["config"]["seg_time_scale"]
-    save_file(tensors, str(tmp_path / "old.svm"), metadata={"streamvid": json.dumps(header)})
+    before = {k: v for k, v in mem.config().items() if k != "seg_time_scale"}
+    _old_snapshot(tmp_path / "old.svm", mem, 4, mem.buffers(), config=before)
     old, _ = load(tmp_path / "old.svm")
     assert old.seg_time_scale == 1.0 and old.config()["seg_time_scale"] == 1.0
     mem = DeltaMem(small_layout(), seg_time_scale=0.0)
@@ -593,7 +586,7 @@ def test_snapshot_round_trip(tmp_path, busy_mem):
 
 def _old_snapshot(path, mem: DeltaMem, version: int, tensors: dict[str, torch.Tensor],
                   config: dict | None = None, metadata: dict | None = None) -> None:
-    """Write ``tensors`` (``mem``'s buffers, or some of them) as a snapshot of format ``version`` (1-3)
+    """Write ``tensors`` (``mem``'s buffers, or some of them) as a snapshot of format ``version`` (1-4)
     wrote it: before version 4 the layout has no ``drift_int8`` or ``timeline_tail`` (fp16 drifts, no
     ``seg_dscale``, ``tail_mean``, ``tail_drift``), before version 3 no ``timeline_origin`` (no
     ``origin``)."""
@@ -601,14 +594,16 @@ def _old_snapshot(path, mem: DeltaMem, version: int, tensors: dict[str, torch.Te
 
     from safetensors.torch import save_file
 
-    flags, gone = {"drift_int8", "timeline_tail"}, {"seg_dscale", "tail_mean", "tail_drift"}
+    flags, gone = set(), set()
+    if version < 4:
+        flags, gone = {"drift_int8", "timeline_tail"}, {"seg_dscale", "tail_mean", "tail_drift"}
     if version < 3:
         flags, gone = flags | {"timeline_origin"}, gone | {"origin"}
     layout = {k: v for k, v in mem.layout.to_dict().items() if k not in flags}
     header = {"format_version": version, "layout": layout, "config": config or mem.config(),
               "metadata": metadata or {}}
     tensors = {k: t for k, t in tensors.items() if k not in gone}
-    if "seg_drift" in tensors:
+    if version < 4 and "seg_drift" in tensors:
         tensors["seg_drift"] = mem.seg_drifts().half()
     save_file(tensors, str(path), metadata={"streamvid": json.dumps(header)})
 

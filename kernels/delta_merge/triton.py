@@ -103,6 +103,28 @@ def _moved_chunk(hi, offs_d, d_ok, k_row, g, nf, run, same, offs_s, first, n, N,
 
 
 @triton.jit
+def _gate(flat, nf, cnt, gate_ptr, g_min, mask, HAS_GATE: tl.constexpr):
+    """The merge gate of slot(s) ``flat`` taking ``nf`` tokens onto ``cnt``: ``max(n / (count + n),
+    g_min)``, or the given gate where ``HAS_GATE`` holds one (NaN: the closed form). Scalars or
+    vectors (``mask``: which entries are merged; ``True`` for one slot)."""
+    g = tl.maximum(tl.div_rn(nf, cnt.to(tl.float32) + nf), g_min)
+    if HAS_GATE:
+        given = tl.load(gate_ptr + flat, mask=mask, other=0.0)
+        g = tl.where(given == given, given, g)
+    return g
+
+
+@triton.jit
+def _store_counts(flat, cnt, n, nf, g, nov, count_ptr, imp_ptr, n_ptr, mask):
+    """After a merge of ``n`` tokens of summed novelty ``nov`` with gate ``g`` into slot(s) ``flat``:
+    ``count += n``, ``importance += g · mean novelty``, ``n`` written (``mask`` as in :func:`_gate`)."""
+    tl.store(count_ptr + flat, (cnt + n).to(count_ptr.dtype.element_ty), mask=mask)
+    imp = tl.load(imp_ptr + flat, mask=mask, other=0.0)
+    tl.store(imp_ptr + flat, imp + tl.div_rn(g * nov, nf), mask=mask)
+    tl.store(n_ptr + flat, n.to(tl.int64), mask=mask)
+
+
+@triton.jit
 def _merge_group(
     hi, run, same, offs_s, first, flat,
     x_ptr, nov_ptr, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
@@ -139,10 +161,7 @@ def _merge_group(
         cnt = cnt0
     else:
         cnt = tl.load(count_ptr + flat)
-    g = tl.maximum(tl.div_rn(nf, cnt.to(tl.float32) + nf), g_min)
-    if HAS_GATE:  # a given gate (NaN: keep the closed form)
-        given = tl.load(gate_ptr + flat)
-        g = tl.where(given == given, given, g)
+    g = _gate(flat, nf, cnt, gate_ptr, g_min, True, HAS_GATE)
     k_row = k_ptr + flat * D
 
     if ONE_CHUNK:
@@ -169,10 +188,7 @@ def _merge_group(
             new = tl.load(k_row + offs_d, mask=d_ok, other=0.0)
             tl.store(k_row + offs_d, tl.div_rn(new, norm), mask=d_ok)
 
-    tl.store(count_ptr + flat, (cnt + n).to(count_ptr.dtype.element_ty))
-    imp = tl.load(imp_ptr + flat)
-    tl.store(imp_ptr + flat, imp + tl.div_rn(g * nov, nf))
-    tl.store(n_ptr + flat, n.to(tl.int64))
+    _store_counts(flat, cnt, n, nf, g, nov, count_ptr, imp_ptr, n_ptr, True)
 
 
 @triton.jit
@@ -297,18 +313,12 @@ def _delta_merge_tile_kernel(
                        mask=has[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
 
     nf = tl.where(lead, n, 1).to(tl.float32)
-    g = tl.maximum(tl.div_rn(nf, cnt.to(tl.float32) + nf), g_min)
-    if HAS_GATE:  # a given gate (NaN: keep the closed form)
-        given = tl.load(gate_ptr + flat, mask=lead, other=0.0)
-        g = tl.where(given == given, given, g)
+    g = _gate(flat, nf, cnt, gate_ptr, g_min, lead, HAS_GATE)
     new = old + g[:, None] * (tl.div_rn(acc, nf[:, None]) - old)
     norm = tl.maximum(tl.sqrt_rn(tl.sum(new * new, axis=1)), 1e-12)
     wm = lead[:, None] & d_ok[None, :]
     tl.store(k_rows, tl.div_rn(new, norm[:, None]), mask=wm)
-    tl.store(count_ptr + flat, (cnt + n).to(count_ptr.dtype.element_ty), mask=lead)
-    imp = tl.load(imp_ptr + flat, mask=lead, other=0.0)
-    tl.store(imp_ptr + flat, imp + tl.div_rn(g * nov, nf), mask=lead)
-    tl.store(n_ptr + flat, n.to(tl.int64), mask=lead)
+    _store_counts(flat, cnt, n, nf, g, nov, count_ptr, imp_ptr, n_ptr, lead)
 
 
 # ------------------------------------------------------------------------------------ host side
