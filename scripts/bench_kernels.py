@@ -16,7 +16,7 @@ For every (dtype, B, N, M) case, on random L2-normalised tokens ``x [B, N, D]`` 
    each captured once in a CUDA graph and replayed (``--no-graphs``: eager calls), median of
    ``triton.testing.do_bench`` with the L2 cache flushed before every run; the reference frame is
    timed eagerly for comparison. The merge and the frame are timed with ``grouping="sort"`` and,
-   where ``N <= SCAN_MAX_N``, with ``grouping="scan"`` and ``"tile"`` too (no sort; checked against the reference
+   where ``N <= SCAN_MAX_N``, with ``grouping="scan"`` too (no sort; checked against the reference
    too; the default there, chosen by this benchmark);
 3. achieved bandwidth: the bytes that must move (assign: read ``x``, ``k``, ``valid``, write the
    three ``[B, N]`` outputs; merge: read ``x``, ``idx``, ``novelty``, read + write the hit slot rows
@@ -64,9 +64,6 @@ class Row:
     ok: bool = True
     note: str = ""
     scan_merge_gbs: float | None = None
-    tile_merge_us: float | None = None  # grouping="tile" (N <= SCAN_MAX_N, D <= 1024)
-    tile_frame_us: float | None = None
-    tile_merge_gbs: float | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -169,9 +166,8 @@ def run_case(dtype_name: str, B: int, N: int, M: int, D: int, args: argparse.Nam
     r_n = delta_merge_ref(x, r_idx, *want, novelty, G_MIN)
     hit = r_n > 0
     scan = N <= SCAN_MAX_N
-    tile = scan and D <= 1024
     err_m, counts_ok = 0.0, True
-    for grouping in ("sort", "scan", "tile")[: 1 + scan + tile]:
+    for grouping in ("sort", "scan")[: 1 + scan]:
         got = [k.clone(), count.clone(), importance.clone()]
         n = delta_merge_triton(x, r_idx, *got, novelty, G_MIN, grouping=grouping)
         err_m = max(err_m, _rel_rms(got[0][hit], want[0][hit]), _rel_rms(got[2], want[2]))
@@ -215,8 +211,6 @@ def run_case(dtype_name: str, B: int, N: int, M: int, D: int, args: argparse.Nam
     cases = [("assign", assign), ("merge", merge), ("frame", frame)]
     if scan:
         cases += [("scan_merge", lambda: merge("scan")), ("scan_frame", lambda: frame("scan"))]
-    if tile:
-        cases += [("tile_merge", lambda: merge("tile")), ("tile_frame", lambda: frame("tile"))]
     for name, fn in cases:
         if args.graphs:
             replay, g = _graphed(fn)
@@ -252,9 +246,6 @@ def run_case(dtype_name: str, B: int, N: int, M: int, D: int, args: argparse.Nam
         scan_merge_us=times["scan_merge"] * 1e3 if scan else None,
         scan_frame_us=times["scan_frame"] * 1e3 if scan else None,
         scan_merge_gbs=merge_bytes / (times["scan_merge"] * 1e-3) / 1e9 if scan else None,
-        tile_merge_us=times["tile_merge"] * 1e3 if tile else None,
-        tile_frame_us=times["tile_frame"] * 1e3 if tile else None,
-        tile_merge_gbs=merge_bytes / (times["tile_merge"] * 1e-3) / 1e9 if tile else None,
         ok=ok,
         note="; ".join(notes),
     )
@@ -281,14 +272,13 @@ def markdown_table(rows: list[Row], card: str, copy_gbs: float, graphs: bool = T
         f"Device-to-device copy bandwidth: {copy_gbs:.0f} GB/s. Times: median, L2 flushed, {how}. "
         "Frame = assign + novelty + merge (x in the row's dtype, slots float32). Merge grouped by a sort "
         "(`grouping=\"sort\"`), by a scan (`grouping=\"scan\"`, no sort; N ≤ SCAN_MAX_N, where it is "
-        "the default) or by the scan in tiles of tokens (`grouping=\"tile\"`; also D ≤ 1024). "
+        "the default). "
         "Speed-up: the reference frame over the default's frame.",
         "",
         "| dtype | B | N | M | D | assign µs | assign GB/s | % of copy | merge µs (sort) | merge GB/s (sort) "
         "| frame µs (sort) | merge µs (scan) | merge GB/s (scan) | % of copy (scan merge) | frame µs (scan) "
-        "| merge µs (tile) | merge GB/s (tile) | % of copy (tile merge) | frame µs (tile) "
         "| reference frame µs | speed-up | max rel-RMS | ok |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in rows:
         ref = f"{r.ref_frame_us:.1f}" if r.ref_frame_us is not None else "–"
@@ -299,7 +289,6 @@ def markdown_table(rows: list[Row], card: str, copy_gbs: float, graphs: bool = T
             f"| {r.dtype} | {r.B} | {r.N} | {r.M} | {r.D} | {r.assign_us:.1f} | {r.assign_gbs:.0f} "
             f"| {100 * r.assign_gbs / copy_gbs:.0f}% | {r.merge_us:.1f} | {r.merge_gbs:.0f} | {r.frame_us:.1f} "
             f"| {_us(r.scan_merge_us)} | {_gbs(r.scan_merge_gbs, copy_gbs)} | {_us(r.scan_frame_us)} "
-            f"| {_us(r.tile_merge_us)} | {_gbs(r.tile_merge_gbs, copy_gbs)} | {_us(r.tile_frame_us)} "
             f"| {ref} | {speed} | {r.err:.1e} | {ok} |"
         )
     return "\n".join(lines)

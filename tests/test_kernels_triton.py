@@ -186,21 +186,17 @@ def _merge_inputs(device: str, dtype: torch.dtype, count_dtype: torch.dtype):
     return [t.to(device) for t in (x, idx, k, count, importance, novelty)]
 
 
-# one D chunk; four chunks (two-pass normalise); one chunk with tiles of 4 tokens ("tile": 16 programs a stream)
+# one D chunk; four chunks (two-pass normalise); one chunk with tiles of 4 tokens (the sorted runs summed 4 at a time)
 MERGE_TILES = [{}, {"block_d": 32, "block_t": 4}, {"block_t": 4}]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("tiles", MERGE_TILES, ids=["default", "chunked", "narrow"])
-@pytest.mark.parametrize("grouping", ["sort", "scan", "tile"])
+@pytest.mark.parametrize("grouping", ["sort", "scan"])
 def test_delta_merge_matches_reference(merge_mod, device, dtype, tiles, grouping):
     count_dtype = torch.int64 if dtype == torch.float32 else torch.int32
     x, idx, k, count, importance, novelty = _merge_inputs(device, dtype, count_dtype)
     g_min = 0.05
-    if grouping == "tile" and tiles.get("block_d", x.shape[-1]) < x.shape[-1]:
-        with pytest.raises(ValueError, match="tile"):  # the tile grouping takes one D chunk only
-            merge_mod.delta_merge_fwd(x, idx, k, count, importance, novelty, g_min, grouping=grouping, **tiles)
-        return
     want = [k.clone(), count.clone(), importance.clone()]
     want_n = delta_merge_ref(x, idx, *want, novelty, g_min)
     runs = []
@@ -228,12 +224,11 @@ def test_delta_merge_scan_grouping_limits(merge_mod, device):
         merge_mod.delta_merge_triton(x, idx, k, count, importance, novelty, 0.02, grouping="hash")
     n_max = merge_mod.SCAN_MAX_N
     big = torch.zeros(1, n_max + 1, 8, device=device)
-    for grouping in ("scan", "tile"):
-        with pytest.raises(ValueError, match=str(n_max)):
-            merge_mod.delta_merge_triton(big, torch.full((1, n_max + 1), -1, device=device),
-                                         k[:1, :, :8].contiguous(), count[:1].contiguous(),
-                                         importance[:1].contiguous(), torch.zeros(1, n_max + 1, device=device),
-                                         0.02, grouping=grouping)
+    with pytest.raises(ValueError, match=str(n_max)):
+        merge_mod.delta_merge_triton(big, torch.full((1, n_max + 1), -1, device=device),
+                                     k[:1, :, :8].contiguous(), count[:1].contiguous(),
+                                     importance[:1].contiguous(), torch.zeros(1, n_max + 1, device=device),
+                                     0.02, grouping="scan")
 
 
 def test_delta_merge_default_grouping_is_scan_up_to_its_limit(merge_mod, device, monkeypatch):
@@ -315,8 +310,6 @@ for xd, cnt, bt, bd, one in (("fp16", "*i32", 8, 512, True), ("fp32", "*i64", 16
     build(Mg._delta_merge_scan_kernel, types,
           {"BLOCK_S": 64, "BLOCK_D": bd, "ONE_CHUNK": one, "HAS_GATE": not one},
           ["sxd", "sin"], ["x_ptr"], num_warps=1)
-    build(Mg._delta_merge_tile_kernel, types,
-          {"BLOCK_I": bt, "BLOCK_S": 256, "BLOCK_D": bd, "HAS_GATE": not one}, ["sxd", "sin"], ["x_ptr"], num_warps=4)
 print("compiled")
 """
 
@@ -458,12 +451,12 @@ def test_bench_without_cuda_exits_cleanly(bench, monkeypatch, capsys):
 def test_bench_table(bench):
     rows = [bench.Row("fp16", 1, 64, 256, 512, 12.5, 100.0, 3.5, 40.0, 5e-7, 20.0),
             bench.Row("fp32", 1, 64, 256, 512, 12.5, 100.0, 3.5, 40.0, 5e-7, 20.0, 900.0, 2.25, 9.75,
-                      scan_merge_gbs=500.0, tile_merge_us=1.5, tile_frame_us=8.0, tile_merge_gbs=750.0)]
+                      scan_merge_gbs=500.0)]
     table = bench.markdown_table(rows, card="Some GPU", copy_gbs=2000.0)
     assert "Some GPU" in table and "| fp16 |" in table and "2000" in table
-    assert "| 3.5 | 40 | 20.0 | – | – | – | – | – | – | – | – | – | – |" in table  # no scan timings, no reference
+    assert "| 3.5 | 40 | 20.0 | – | – | – | – | – | – |" in table  # no scan timings, no reference
     # speed-up over the scan frame (the default)
-    assert "| 3.5 | 40 | 20.0 | 2.2 | 500 | 25% | 9.8 | 1.5 | 750 | 38% | 8.0 | 900.0 | 92.3× |" in table
+    assert "| 3.5 | 40 | 20.0 | 2.2 | 500 | 25% | 9.8 | 900.0 | 92.3× |" in table
 
 
 @pytest.mark.slow

@@ -33,12 +33,10 @@ merge took 9.0–42 µs against the sort's 36–219 µs on every case of its def
 N ≤ 256, M ≤ 16,384, D = 512; one warp per program, and with one ``D`` chunk the token's row, the
 slot's row and count loaded before the comparison; BENCHMARKS.md, "The scan merge on an H200").
 
-``grouping="tile"`` does the scan's steps for ``block_t`` tokens of a stream per program, as
-``[block_t, D]`` tiles (``D`` in one chunk): the stream's indices are loaded once per program
-instead of once per token, and each program has ``block_t`` rows in flight instead of one. The
-scan's programs wait on a chain of dependent loads with a single row each, which is what holds it
-at 31–62 % of the copy bandwidth at 64 streams; whether the tiles do better has not been measured
-on a GPU yet (``scripts/bench_kernels.py`` times all three), so the scan stays the default.
+A third grouping, ``block_t`` tokens per program as ``[block_t, D]`` tiles (the stream's indices
+loaded once per program, ``block_t`` rows in flight), was built and timed on the same H200 over
+block_t 1–16 × 1–8 warps: it was never faster than this scan beyond noise, its best setting always
+one token per program, so it was removed (BENCHMARKS.md, "Tiles of tokens in the scan merge").
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ from streamvid.kernels import triton_interpreting
 
 __all__ = ["delta_merge_triton", "delta_merge_fwd", "GROUPINGS", "SCAN_MAX_N"]
 
-GROUPINGS = ("sort", "scan", "tile")
+GROUPINGS = ("sort", "scan")
 SCAN_MAX_N = 1024  # "scan" compares each token's slot with those of the tokens before it: O(N²) per stream
 
 
@@ -103,25 +101,24 @@ def _moved_chunk(hi, offs_d, d_ok, k_row, g, nf, run, same, offs_s, first, n, N,
 
 
 @triton.jit
-def _gate(flat, nf, cnt, gate_ptr, g_min, mask, HAS_GATE: tl.constexpr):
-    """The merge gate of slot(s) ``flat`` taking ``nf`` tokens onto ``cnt``: ``max(n / (count + n),
-    g_min)``, or the given gate where ``HAS_GATE`` holds one (NaN: the closed form). Scalars or
-    vectors (``mask``: which entries are merged; ``True`` for one slot)."""
+def _gate(flat, nf, cnt, gate_ptr, g_min, HAS_GATE: tl.constexpr):
+    """The merge gate of slot ``flat`` taking ``nf`` tokens onto ``cnt``: ``max(n / (count + n),
+    g_min)``, or the given gate where ``HAS_GATE`` holds one (NaN: the closed form)."""
     g = tl.maximum(tl.div_rn(nf, cnt.to(tl.float32) + nf), g_min)
     if HAS_GATE:
-        given = tl.load(gate_ptr + flat, mask=mask, other=0.0)
+        given = tl.load(gate_ptr + flat)
         g = tl.where(given == given, given, g)
     return g
 
 
 @triton.jit
-def _store_counts(flat, cnt, n, nf, g, nov, count_ptr, imp_ptr, n_ptr, mask):
-    """After a merge of ``n`` tokens of summed novelty ``nov`` with gate ``g`` into slot(s) ``flat``:
-    ``count += n``, ``importance += g · mean novelty``, ``n`` written (``mask`` as in :func:`_gate`)."""
-    tl.store(count_ptr + flat, (cnt + n).to(count_ptr.dtype.element_ty), mask=mask)
-    imp = tl.load(imp_ptr + flat, mask=mask, other=0.0)
-    tl.store(imp_ptr + flat, imp + tl.div_rn(g * nov, nf), mask=mask)
-    tl.store(n_ptr + flat, n.to(tl.int64), mask=mask)
+def _store_counts(flat, cnt, n, nf, g, nov, count_ptr, imp_ptr, n_ptr):
+    """After a merge of ``n`` tokens of summed novelty ``nov`` with gate ``g`` into slot ``flat``:
+    ``count += n``, ``importance += g · mean novelty``, ``n`` written."""
+    tl.store(count_ptr + flat, (cnt + n).to(count_ptr.dtype.element_ty))
+    imp = tl.load(imp_ptr + flat)
+    tl.store(imp_ptr + flat, imp + tl.div_rn(g * nov, nf))
+    tl.store(n_ptr + flat, n.to(tl.int64))
 
 
 @triton.jit
@@ -161,7 +158,7 @@ def _merge_group(
         cnt = cnt0
     else:
         cnt = tl.load(count_ptr + flat)
-    g = _gate(flat, nf, cnt, gate_ptr, g_min, True, HAS_GATE)
+    g = _gate(flat, nf, cnt, gate_ptr, g_min, HAS_GATE)
     k_row = k_ptr + flat * D
 
     if ONE_CHUNK:
@@ -188,7 +185,7 @@ def _merge_group(
             new = tl.load(k_row + offs_d, mask=d_ok, other=0.0)
             tl.store(k_row + offs_d, tl.div_rn(new, norm), mask=d_ok)
 
-    _store_counts(flat, cnt, n, nf, g, nov, count_ptr, imp_ptr, n_ptr, True)
+    _store_counts(flat, cnt, n, nf, g, nov, count_ptr, imp_ptr, n_ptr)
 
 
 @triton.jit
@@ -259,68 +256,6 @@ def _delta_merge_scan_kernel(
                          True, 1, BLOCK_D, ONE_CHUNK, HAS_GATE, ONE_CHUNK)
 
 
-@triton.jit
-def _delta_merge_tile_kernel(
-    x_ptr, nov_ptr, idx_ptr,
-    k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
-    N, M, D, g_min,
-    sxb, sxn, sxd,
-    snb, snn,
-    sib, sin,
-    BLOCK_I: tl.constexpr,
-    BLOCK_S: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    HAS_GATE: tl.constexpr,
-):
-    """Program ``(p, b)``: tokens ``p * BLOCK_I ..`` of stream ``b`` at once, as the scan does one
-    (``D <= BLOCK_D``, ``N <= BLOCK_S``): their slots against the stream's ``[BLOCK_I, BLOCK_S]``
-    indices, the leaders' own rows, slot rows and counts as ``[BLOCK_I, BLOCK_D]`` tiles, further
-    group members gathered a tile at a time in token order, then the same update per row."""
-    p = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    idx_row = idx_ptr + b * sib
-    offs_i = p * BLOCK_I + tl.arange(0, BLOCK_I)
-    slot = tl.load(idx_row + offs_i * sin, mask=offs_i < N, other=-1)
-    valid = (slot >= 0) & (slot < M)
-    flat = b * M + tl.where(valid, slot, 0)
-    offs_d = tl.arange(0, BLOCK_D)
-    d_ok = offs_d < D
-    x_b = x_ptr + b * sxb
-    # the rows are loaded before the comparison, so their latency overlaps that of the indices
-    m2 = valid[:, None] & d_ok[None, :]
-    acc = tl.load(x_b + offs_i[:, None].to(tl.int64) * sxn + offs_d[None, :] * sxd, mask=m2, other=0.0).to(tl.float32)
-    k_rows = k_ptr + flat[:, None] * D + offs_d[None, :]
-    old = tl.load(k_rows, mask=m2, other=0.0)
-    cnt = tl.load(count_ptr + flat, mask=valid, other=0)
-
-    offs_s = tl.arange(0, BLOCK_S)
-    others = tl.load(idx_row + offs_s * sin, mask=offs_s < N, other=-1)
-    same = (others[None, :] == slot[:, None]) & valid[:, None]  # [BLOCK_I, BLOCK_S]
-    earlier = tl.sum((same & (offs_s[None, :] < offs_i[:, None])).to(tl.int32), axis=1)
-    lead = valid & (earlier == 0)
-    n = tl.sum(same.to(tl.int32), axis=1)
-    nov_all = tl.load(nov_ptr + b * snb + offs_s * snn, mask=offs_s < N, other=0.0).to(tl.float32)
-    nov = tl.sum(tl.where(same, nov_all[None, :], 0.0), axis=1)
-
-    # further members of the leaders' groups, one tile of rows per step, each row in token order
-    pos = offs_i
-    more = tl.max(tl.where(lead, n, 1), axis=0) - 1
-    for _ in range(more):
-        nxt = tl.min(tl.where(same & (offs_s[None, :] > pos[:, None]), offs_s[None, :], 2147483647), axis=1)
-        has = lead & (nxt < N)
-        pos = tl.where(has, nxt, pos)
-        acc += tl.load(x_b + pos[:, None].to(tl.int64) * sxn + offs_d[None, :] * sxd,
-                       mask=has[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
-
-    nf = tl.where(lead, n, 1).to(tl.float32)
-    g = _gate(flat, nf, cnt, gate_ptr, g_min, lead, HAS_GATE)
-    new = old + g[:, None] * (tl.div_rn(acc, nf[:, None]) - old)
-    norm = tl.maximum(tl.sqrt_rn(tl.sum(new * new, axis=1)), 1e-12)
-    wm = lead[:, None] & d_ok[None, :]
-    tl.store(k_rows, tl.div_rn(new, norm[:, None]), mask=wm)
-    _store_counts(flat, cnt, n, nf, g, nov, count_ptr, imp_ptr, n_ptr, lead)
-
-
 # ------------------------------------------------------------------------------------ host side
 
 
@@ -351,10 +286,8 @@ def delta_merge_fwd(
         block_t, block_d: token tile and ``D`` chunk (powers of two); ``None``: chosen here.
         grouping: how the tokens of a slot are found (see the module docstring): ``"sort"`` (a
             stable sort by slot, then one program per sorted position), ``"scan"`` (one program per
-            token, no sort; ``N`` at most :data:`SCAN_MAX_N`), ``"tile"`` (the scan's steps for
-            ``block_t`` tokens per program, as tiles; ``N`` at most :data:`SCAN_MAX_N`, ``D`` at
-            most one chunk); ``None``: ``"scan"`` up to :data:`SCAN_MAX_N` tokens per stream,
-            ``"sort"`` beyond.
+            token, no sort; ``N`` at most :data:`SCAN_MAX_N`); ``None``: ``"scan"`` up to
+            :data:`SCAN_MAX_N` tokens per stream, ``"sort"`` beyond.
     Returns:
         n: int64 `[B, M]`, the tokens merged into each slot.
     """
@@ -377,8 +310,6 @@ def delta_merge_fwd(
     if grouping != "sort" and N > SCAN_MAX_N:
         raise ValueError(f"grouping={grouping!r} takes at most {SCAN_MAX_N} tokens per stream, got N={N}")
     BLOCK_D = block_d or max(16, min(triton.next_power_of_2(D), 1024))
-    if grouping == "tile" and D > BLOCK_D:
-        raise ValueError(f"grouping='tile' takes D up to the chunk BLOCK_D = {BLOCK_D}, got D={D}")
     BLOCK_T = block_t or max(1, min(16, 4096 // BLOCK_D))
     if num_warps is None:  # the scan's programs read one row at a time: one warp each is fastest (H200, D = 512)
         num_warps = 1 if grouping == "scan" else 4 if BLOCK_D * BLOCK_T <= 4096 else 8
@@ -388,12 +319,6 @@ def delta_merge_fwd(
     strides = (*x.stride(), *novelty.stride())
     meta = dict(BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, ONE_CHUNK=D <= BLOCK_D, HAS_GATE=gate is not None,
                 num_warps=num_warps)
-    if grouping == "tile":
-        _delta_merge_tile_kernel[(triton.cdiv(N, BLOCK_T), B)](
-            x, novelty, idx, *state, N, M, D, float(g_min), *strides, *idx.stride(),
-            BLOCK_I=BLOCK_T, BLOCK_S=max(16, triton.next_power_of_2(N)), BLOCK_D=BLOCK_D, HAS_GATE=gate is not None,
-            num_warps=num_warps)
-        return n
     if grouping == "scan":
         scan_meta = {key: v for key, v in meta.items() if key != "BLOCK_T"}
         _delta_merge_scan_kernel[(N, B)](x, novelty, idx, *state, N, M, D, float(g_min), *strides, *idx.stride(),
