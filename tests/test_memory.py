@@ -219,7 +219,8 @@ def test_merge_cost_is_the_rise_of_the_residual_sum_of_squares(scale):
     """The cost of merging two adjacent segments: the rise of the residual sum of squares of a
     least-squares line, times ``1 + span / seg_time_scale`` (0: the rise alone)."""
     gen = torch.Generator().manual_seed(6)
-    mem = DeltaMem(small_layout(segments=64), seg_tolerance=0.0, seg_time_scale=scale)  # a segment per frame
+    mem = DeltaMem(small_layout(segments=64), seg_tolerance=0.0, seg_time_scale=scale,
+                   seg_frames_per_row=0.0)  # a segment per frame
     G = torch.cat([_drifting(6, gen), unit(4, D, gen=gen), _drifting(5, gen)])
     for f, g in enumerate(G):
         mem.update(0.25 * f, Encoded(g[None], g), QUIET)
@@ -280,26 +281,48 @@ def test_merges_prefer_short_spans_among_similar_misfits():
     assert merged[1.0] == [(0, 2), (4, 4), (6, 6.5), (10, 11)]
 
 
-def test_seg_time_scale_is_in_the_config_and_old_snapshots_keep_theirs(tmp_path):
-    """The default is 3 s; the config always holds the value. A snapshot whose config lacks it
-    was written while the default was 1 s (and left the default out): it loads with 1 s."""
+@pytest.mark.parametrize("name, default, before", [("seg_time_scale", 3.0, 1.0), ("seg_frames_per_row", 2.5, 0.0)])
+def test_timeline_settings_are_in_the_config_and_old_snapshots_keep_theirs(tmp_path, name, default, before):
+    """The config always holds ``seg_time_scale`` (default 3 s) and ``seg_frames_per_row`` (default
+    2.5). A snapshot whose config lacks one was written before it was always recorded: while the
+    time scale's default was 1 s (and left out), before the rows-per-frame cap existed (off, 0), so
+    such a memory keeps merging as it did. 0 turns either off and survives a save."""
     mem = DeltaMem(small_layout())
-    assert mem.seg_time_scale == 3.0 and mem.config()["seg_time_scale"] == 3.0
+    assert getattr(mem, name) == default and mem.config()[name] == default
     feed(mem, 12, torch.Generator().manual_seed(2))
     save(mem, tmp_path / "new.svm")
-    assert load(tmp_path / "new.svm")[0].seg_time_scale == 3.0
-    before = {k: v for k, v in mem.config().items() if k != "seg_time_scale"}
-    _old_snapshot(tmp_path / "old.svm", mem, 4, mem.buffers(), config=before)
+    assert getattr(load(tmp_path / "new.svm")[0], name) == default
+    _old_snapshot(tmp_path / "old.svm", mem, 4, mem.buffers(),
+                  config={k: v for k, v in mem.config().items() if k != name})
     old, _ = load(tmp_path / "old.svm")
-    assert old.seg_time_scale == 1.0 and old.config()["seg_time_scale"] == 1.0
-    mem = DeltaMem(small_layout(), seg_time_scale=0.0)
-    assert mem.config()["seg_time_scale"] == 0.0
+    assert getattr(old, name) == before and old.config()[name] == before
+    mem = DeltaMem(small_layout(), **{name: 0.0})
+    assert mem.config()[name] == 0.0
     feed(mem, 12, torch.Generator().manual_seed(2))
     save(mem, tmp_path / "m.svm")
     back, _ = load(tmp_path / "m.svm")
-    assert back.seg_time_scale == 0.0 and back.config() == mem.config()
-    with pytest.raises(ValueError, match="seg_time_scale"):
-        DeltaMem(small_layout(), seg_time_scale=-1.0)
+    assert getattr(back, name) == 0.0 and back.config() == mem.config()
+    with pytest.raises(ValueError, match=name):
+        DeltaMem(small_layout(), **{name: -1.0})
+
+
+def test_timeline_rows_are_capped_by_the_frames_seen():
+    """With ``seg_frames_per_row`` K the timeline uses at most ``max(8, frames seen / K)`` rows,
+    made by merges of the cheapest adjacent pairs even with rows free; 0 lets the budget alone
+    bound them (one row per distinct frame here)."""
+    gen = torch.Generator().manual_seed(21)
+    G = unit(40, D, gen=gen)
+    rows = {}
+    for k in (2.5, 4.0, 0.0):
+        mem = DeltaMem(small_layout(segments=64), seg_tolerance=0.0, seg_frames_per_row=k)
+        for f, g in enumerate(G):
+            mem.update(0.5 * f, Encoded(g[None], g), QUIET)
+            cap = 64 if k == 0 else min(64, max(8, int((f + 1) / k)))
+            assert int(mem.seg_used.sum()) <= cap
+        segs = mem.segments()
+        assert sum(s.count for s in segs) == len(G) and segs[0].start == 0.0 and segs[-1].end == 19.5
+        rows[k] = len(segs)
+    assert rows == {2.5: 16, 4.0: 10, 0.0: 40}
 
 
 def test_the_last_segment_is_extended_unrounded():
@@ -337,15 +360,18 @@ def test_the_last_segment_is_extended_unrounded():
 
 
 def test_drifts_are_int8_with_a_scale_per_segment():
-    """With the classic encoder's D = 40 a segment costs 177 bytes (215 with fp16 drifts), so a
-    budget's timeline share holds 21 % more of them; a segment of one frame has no drift."""
+    """With the classic encoder's D = 40 a segment costs 181 bytes (219 with fp16 drifts; 177 with
+    fp16 means), so a budget's timeline share holds 21 % more of them than with fp16 drifts; a
+    segment of one frame has no drift."""
     import dataclasses
 
     layout = MemoryLayout.from_budget(2**20, 40)
     fp16 = dataclasses.replace(layout, drift_int8=False, budget_bytes=0)
-    assert layout.tier_nbytes()["seg"] == 177 * layout.segments
-    assert fp16.tier_nbytes()["seg"] == 215 * layout.segments
-    assert layout.segments == int((2**20 - 8 * 40 - 4 * 40 - layout.tier_nbytes()["scalars"]) * 0.45) // 177
+    fp16_means = dataclasses.replace(layout, mean_int16=False, budget_bytes=0)
+    assert layout.tier_nbytes()["seg"] == 181 * layout.segments
+    assert fp16.tier_nbytes()["seg"] == 219 * layout.segments
+    assert fp16_means.tier_nbytes()["seg"] == 177 * layout.segments
+    assert layout.segments == int((2**20 - 8 * 40 - 4 * 40 - layout.tier_nbytes()["scalars"]) * 0.45) // 181
     mem = DeltaMem(small_layout())
     g = unit(D, gen=torch.Generator().manual_seed(1))
     mem.update(0.0, Encoded(g[None], g), QUIET)
@@ -587,7 +613,8 @@ def test_snapshot_round_trip(tmp_path, busy_mem):
 def _old_snapshot(path, mem: DeltaMem, version: int, tensors: dict[str, torch.Tensor],
                   config: dict | None = None, metadata: dict | None = None) -> None:
     """Write ``tensors`` (``mem``'s buffers, or some of them) as a snapshot of format ``version`` (1-4)
-    wrote it: before version 4 the layout has no ``drift_int8`` or ``timeline_tail`` (fp16 drifts, no
+    wrote it: before version 5 the layout has no ``mean_int16`` (fp16 means, no ``seg_mscale``),
+    before version 4 the layout has no ``drift_int8`` or ``timeline_tail`` (fp16 drifts, no
     ``seg_dscale``, ``tail_mean``, ``tail_drift``), before version 3 no ``timeline_origin`` (no
     ``origin``)."""
     import json
@@ -595,14 +622,18 @@ def _old_snapshot(path, mem: DeltaMem, version: int, tensors: dict[str, torch.Te
     from safetensors.torch import save_file
 
     flags, gone = set(), set()
+    if version < 5:
+        flags, gone = {"mean_int16"}, {"seg_mscale"}
     if version < 4:
-        flags, gone = {"drift_int8", "timeline_tail"}, {"seg_dscale", "tail_mean", "tail_drift"}
+        flags, gone = flags | {"drift_int8", "timeline_tail"}, gone | {"seg_dscale", "tail_mean", "tail_drift"}
     if version < 3:
         flags, gone = flags | {"timeline_origin"}, gone | {"origin"}
     layout = {k: v for k, v in mem.layout.to_dict().items() if k not in flags}
     header = {"format_version": version, "layout": layout, "config": config or mem.config(),
               "metadata": metadata or {}}
     tensors = {k: t for k, t in tensors.items() if k not in gone}
+    if version < 5 and tensors.get("seg_emb") is mem.seg_emb:  # fp16 differences from the origin
+        tensors["seg_emb"] = (mem.seg_means() - mem.origin).half()
     if version < 4 and "seg_drift" in tensors:
         tensors["seg_drift"] = mem.seg_drifts().half()
     save_file(tensors, str(path), metadata={"streamvid": json.dumps(header)})
@@ -617,8 +648,9 @@ def test_snapshot_of_format_version_1_is_upgraded(tmp_path, busy_mem):
 
     widen = {torch.float16: torch.float32, torch.int32: torch.int64}
     wider = {"seg_emb", "seg_count", "seg_channels", "seg_folded", "ev_emb"}
-    new_since_v1 = {"seg_drift", "seg_tmean", "seg_stt", "origin", "seg_dscale", "tail_mean", "tail_drift"}
-    tensors = {name: t.to(widen[t.dtype]) if name in wider else t.clone()
+    new_since_v1 = {"seg_drift", "seg_tmean", "seg_stt", "origin", "seg_dscale", "tail_mean", "tail_drift",
+                    "seg_mscale"}
+    tensors = {name: t.to(widen[t.dtype]) if name in wider and name != "seg_emb" else t.clone()
                for name, t in busy_mem.buffers().items() if name not in new_since_v1}
     tensors["seg_emb"] = busy_mem.seg_means().half().float()  # absolute means that fp16 holds exactly
     assert {tensors[n].dtype for n in wider} == {torch.float32, torch.int64}
@@ -629,10 +661,10 @@ def test_snapshot_of_format_version_1_is_upgraded(tmp_path, busy_mem):
     mem, meta = load(old)
     assert meta == {"source": "old.mp4"} and mem.config() == busy_mem.config()
     assert mem.layout == dataclasses.replace(busy_mem.layout, timeline_origin=False, drift_int8=False,
-                                             timeline_tail=False)
+                                             timeline_tail=False, mean_int16=False)
     assert "origin" not in mem.buffers() and not mem.origin.any()
     for name, t in busy_mem.buffers().items():
-        if name not in new_since_v1:
+        if name not in new_since_v1 and name != "seg_emb":  # fp16 means, not int16 ones
             assert mem.buffers()[name].dtype == t.dtype, name
             if name != "seg_emb":
                 assert torch.equal(mem.buffers()[name], t), name
@@ -643,16 +675,17 @@ def test_snapshot_of_format_version_1_is_upgraded(tmp_path, busy_mem):
     q = busy_mem.seg_vectors(0)
     hit = mem.read(q, top_k=1).segments
     assert int(hit.index[0]) == 0 and float(mem.seg_start[0]) <= float(hit.t[0]) <= float(mem.seg_end[0])
-    again = tmp_path / "v4.svm"
+    again = tmp_path / "v5.svm"
     save(mem, again, meta)
     with open(again, "rb") as f:
         head = f.read(8 + int.from_bytes(f.read(8), "little"))
-    assert b'\\"format_version\\":4' in head
+    assert b'\\"format_version\\":5' in head
     assert load(again)[0].layout == mem.layout
 
 
-def test_segment_and_event_vectors_are_half_precision(busy_mem):
-    assert busy_mem.seg_emb.dtype == busy_mem.ev_emb.dtype == torch.float16
+def test_segment_and_event_vectors_are_compact(busy_mem):
+    assert busy_mem.seg_emb.dtype == torch.int16 and busy_mem.seg_mscale.dtype == torch.float32
+    assert busy_mem.ev_emb.dtype == torch.float16
     n = int(busy_mem.seg_used.sum())
     assert busy_mem.seg_vectors().dtype == torch.float32
     norms = busy_mem.seg_vectors(slice(0, n)).norm(dim=-1)
@@ -669,7 +702,7 @@ def test_timeline_means_are_stored_relative_to_the_first_frame():
     base = unit(D, gen=gen)
     frames = base + 0.02 * torch.randn(12, D, generator=gen)  # cosine ~0.99 with each other
     frames = frames / frames.norm(dim=-1, keepdim=True)
-    mem = DeltaMem(small_layout(segments=16), seg_tolerance=0.0)
+    mem = DeltaMem(small_layout(segments=16), seg_tolerance=0.0, seg_frames_per_row=0.0)
     for f, g in enumerate(frames):
         mem.update(0.5 * f, Encoded(g[None], g), QUIET)
     assert mem.layout.timeline_origin and "origin" in mem.buffers()
@@ -682,6 +715,40 @@ def test_timeline_means_are_stored_relative_to_the_first_frame():
     for f, g in enumerate(frames):  # the nearest frame by cosine is the query's own
         hit = mem.read(g, top_k=1).segments
         assert int(hit.index[0]) == f
+
+
+def test_timeline_means_are_int16_with_a_scale_per_segment():
+    """A mean is stored as int16 times an fp32 scale per segment that takes its largest difference
+    from the origin to ±32767: each entry within half a step of the true mean, several times closer
+    than an fp16 difference would be, so frames of one still view (1 - cosine ~1e-5 between them)
+    each find their own segment; a memory with ``mean_int16`` off stores fp16 differences as before."""
+    import dataclasses
+
+    gen = torch.Generator().manual_seed(12)
+    base = unit(D, gen=gen)
+    frames = base + 0.003 * torch.randn(16, D, generator=gen)
+    frames = frames / frames.norm(dim=-1, keepdim=True)
+    mems = {}
+    for int16 in (True, False):
+        mem = DeltaMem(dataclasses.replace(small_layout(segments=32), mean_int16=int16), seg_tolerance=0.0,
+                       seg_frames_per_row=0.0)
+        for f, g in enumerate(frames):
+            mem.update(0.5 * f, Encoded(g[None], g), QUIET)
+        assert int(mem.seg_used.sum()) == len(frames)  # one segment per frame: each mean is its frame
+        mems[int16] = mem
+    mem = mems[True]
+    assert mem.seg_emb.dtype == torch.int16 and mems[False].seg_emb.dtype == torch.float16
+    assert "seg_mscale" not in mems[False].buffers()
+    n = len(frames)
+    diff = (frames - frames[0]).double()
+    step = mem.seg_mscale[:n].double()
+    assert torch.allclose(step, (diff.abs().amax(-1) / 32767).float().double())
+    err = (mem.seg_means(slice(0, n)).double() - frames.double()).abs()
+    assert bool((err <= step[:, None] / 2 + 1e-7).all())
+    err16 = (mems[False].seg_means(slice(0, n)).double() - frames.double()).norm(dim=-1)
+    assert float(err.norm(dim=-1)[1:].mean()) < float(err16[1:].mean()) / 4
+    for f, g in enumerate(frames):  # the nearest frame by cosine is the query's own
+        assert int(mem.read(g, top_k=1).segments.index[0]) == f
 
 
 def _answers_as_saved_and_saves_again(tmp_path, busy_mem: DeltaMem, mem: DeltaMem) -> DeltaMem:
@@ -701,15 +768,16 @@ def _answers_as_saved_and_saves_again(tmp_path, busy_mem: DeltaMem, mem: DeltaMe
 def test_snapshot_of_format_version_2_loads_with_absolute_means(tmp_path, busy_mem):
     """A version 2 file (no origin: absolute fp16 means, layout without ``timeline_origin``) loads,
     answers as the memory it was saved from did, keeps absolute means when fed more, and saves as
-    version 4 without an origin."""
+    the current version without an origin."""
     tensors = {**busy_mem.buffers(), "seg_emb": busy_mem.seg_means().half()}
     old = tmp_path / "v2.svm"
     _old_snapshot(old, busy_mem, 2, tensors)
 
     mem, _ = load(old)
     assert not mem.layout.timeline_origin and "origin" not in mem.buffers()
-    S = mem.layout.segments  # fp16 drifts instead of int8 and a scale; no origin, no unrounded tail
-    assert mem.nbytes == busy_mem.nbytes + (2 * S * D - S * D - 2 * S) - 4 * D - 2 * 4 * D
+    S = mem.layout.segments  # fp16 drifts instead of int8 and a scale, fp16 means without a scale;
+    # no origin, no unrounded tail
+    assert mem.nbytes == busy_mem.nbytes + (2 * S * D - S * D - 2 * S) - 4 * S - 4 * D - 2 * 4 * D
     back = _answers_as_saved_and_saves_again(tmp_path, busy_mem, mem)
     assert not mem.origin.any()
     assert torch.equal(back.seg_emb, mem.seg_emb)
@@ -717,7 +785,7 @@ def test_snapshot_of_format_version_2_loads_with_absolute_means(tmp_path, busy_m
 
 def test_snapshot_of_format_version_3_loads_with_fp16_drifts(tmp_path, busy_mem):
     """A version 3 file (fp16 drifts, no ``seg_dscale`` and no unrounded tail) loads, answers as the
-    memory it was saved from did, keeps fp16 drifts when fed more, and saves as version 4."""
+    memory it was saved from did, keeps fp16 drifts when fed more, and saves as the current version."""
     old = tmp_path / "v3.svm"
     _old_snapshot(old, busy_mem, 3, busy_mem.buffers())
 

@@ -6,8 +6,9 @@ Four tiers, all allocated once from a :class:`~streamvid.memory.layout.MemoryLay
   (``slot_count``), an ``importance``, the first/last time it was written and an exemplar thumbnail;
 - **timeline** ``seg_emb [S, D]``: runs of similar frames with ``[start, end]``, kept in time order
   in rows ``0 .. segments_used-1``; per-frame channels and folded event counts per segment; the
-  means are fp16 differences from ``origin [D]`` (fp32, the first frame's global vector), each
-  segment a line whose drift is int8 with an fp16 scale;
+  means are differences from ``origin [D]`` (fp32, the first frame's global vector) in int16 with
+  an fp32 scale per segment, each segment a line whose drift is int8 with an fp16 scale; at most
+  one row per ``seg_frames_per_row`` frames seen;
 - **pinned events** ``ev_emb [E, D]``: entries, exits and alerts at full fidelity; when full, one
   folds into the counts of the segment holding its time (never silently lost);
 - **thumbnails** ``thumb_data [P, thumb_bytes]``: a pool of JPEG bytes referenced by the others.
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from streamvid.kernels import dispatch
-from streamvid.memory.layout import CHANNELS, EVENT_KINDS, SCALARS, MemoryLayout
+from streamvid.memory.layout import CHANNELS, EVENT_KINDS, MIN_SEGMENTS, SCALARS, MemoryLayout
 from streamvid.types import Encoded
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ COUNT_WEIGHT = 0.1
 EVENT_SLOTS = 3  # slots nearest to a pinned event whose importance rises ("taking part in an event")
 SEG_TIME_SCALE = 3.0  # seconds: the default ``seg_time_scale`` (a merge's cost grows with its span)
 SEG_TIME_SCALE_BEFORE = 1.0  # the default until 2026-11-28: configs without ``seg_time_scale`` mean it
+SEG_FRAMES_PER_ROW = 2.5  # the default ``seg_frames_per_row``: at most one timeline row per 2.5 frames seen
+SEG_FRAMES_PER_ROW_BEFORE = 0.0  # configs without ``seg_frames_per_row`` were written before it existed: off
 _F32_TINY = float(np.float32(1e-12))  # ``clamp_min(1e-12)`` on a float32 tensor clamps at this
 
 
@@ -207,6 +210,16 @@ class DeltaMem:
             generated hours (BENCHMARKS.md, "A longer time scale for merges"). 0: off (the rise
             alone). Always in :meth:`config`; a snapshot whose config lacks it was written when the
             default was 1 s, and loads with 1 s.
+        seg_frames_per_row: the timeline holds at most one row per this many frames seen (and at
+            least 8 rows): a stream short for its budget is segmented by merges too (the adjacent
+            pair one line fits best, as when the timeline is full) rather than by the greedy
+            ``seg_tolerance`` alone, and the rows beyond stay free. Without it, a budget too roomy
+            to ever fill kept up to twice the rows of a smaller one that did fill, and answered
+            worse: on issue 7's vtest.avi hour (20 cuts of tree.avi needles, 2 fps) 2 MiB found 292
+            needle queries and 3057 held-out frames where 1 MiB, full and merged, found 299 and
+            3094; with 2.5 (and int16 means), 2-8 MiB find 300 and 3087 (BENCHMARKS.md, "Rows per
+            frame"). 0: off (only the budget bounds the rows). Always in :meth:`config`; a snapshot
+            whose config lacks it was written before it existed, and loads with it off.
         scene_threshold: a new segment whose global vector has cosine ``>=`` this with the last
             one shows the same view: it shares that segment's thumbnail instead of encoding one.
         importance_decay: slot importance is multiplied by this every frame.
@@ -233,6 +246,7 @@ class DeltaMem:
         seg_threshold: float = 1.0,
         seg_tolerance: float = 1e-4,
         seg_time_scale: float = SEG_TIME_SCALE,
+        seg_frames_per_row: float = SEG_FRAMES_PER_ROW,
         scene_threshold: float = 0.9,
         importance_decay: float = 0.999,
         max_claims: int | None = None,
@@ -250,6 +264,9 @@ class DeltaMem:
         if not seg_time_scale >= 0:
             raise ValueError(f"seg_time_scale must be >= 0 seconds (0: off), got {seg_time_scale}")
         self.seg_time_scale = float(seg_time_scale)
+        if not seg_frames_per_row >= 0:
+            raise ValueError(f"seg_frames_per_row must be >= 0 (0: off), got {seg_frames_per_row}")
+        self.seg_frames_per_row = float(seg_frames_per_row)
         self.scene_threshold = scene_threshold
         self.importance_decay = importance_decay
         self.max_claims = max(2, layout.slots // 8) if max_claims is None else max_claims
@@ -313,6 +330,7 @@ class DeltaMem:
             "recency_tau": self.recency_tau,
         }
         cfg["seg_time_scale"] = self.seg_time_scale  # a config without it is from when the default was 1 s
+        cfg["seg_frames_per_row"] = self.seg_frames_per_row  # a config without it is from before it (off)
         if self.gate is not None:  # only then, so configs without a gate are unchanged
             cfg["gate"] = getattr(self.gate, "path", None)
             if cfg["gate"] is None:
@@ -361,8 +379,29 @@ class DeltaMem:
 
     def seg_means(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
         """The timeline segments' mean vectors as stored (not normalised: norm <= 1), fp32 ``[S, D]``
-        (or the rows asked for): ``seg_emb`` (fp16) plus ``origin``."""
-        return _rows(self.seg_emb, rows).float() + self.origin
+        (or the rows asked for): ``seg_emb`` (int16 times ``seg_mscale``; fp16 alone in layouts
+        without ``mean_int16``) plus ``origin``."""
+        mean = _rows(self.seg_emb, rows).float()
+        if self.layout.mean_int16:
+            mean = mean * _rows(self.seg_mscale, rows)[..., None]
+        return mean + self.origin
+
+    def _stored_equal(self, g: torch.Tensor, i: int) -> bool:
+        """Whether the vector ``g [D]`` would be stored as row ``i``'s mean is."""
+        code, scale = self._encode_mean(g)
+        return torch.equal(code, self.seg_emb[i]) and (not self.layout.mean_int16
+                                                       or scale == self._item("seg_mscale", i))
+
+    def _encode_mean(self, mean: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """A mean ``[D]`` as stored: its difference from ``origin`` in ``seg_emb``'s dtype, and the
+        row's scale (int16 layouts: the largest entry to ±32767; 1.0 otherwise)."""
+        diff = mean - self.origin
+        if not self.layout.mean_int16:
+            return diff.to(self.seg_emb.dtype), 1.0
+        scale = _f32(float(diff.abs().max()) / 32767)
+        if scale == 0.0:
+            return torch.zeros_like(diff, dtype=torch.int16), 0.0
+        return (diff / scale).round_().clamp_(-32767, 32767).to(torch.int16), scale
 
     def seg_drifts(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
         """The timeline segments' drifts (each line's change from start to end), fp32 ``[S, D]`` (or
@@ -664,7 +703,9 @@ class DeltaMem:
         self._put("seg_count", i, int(n))
         self._put("seg_tmean", i, float(tm))
         self._put("seg_stt", i, stt)
-        self.seg_emb[i] = mean - self.origin
+        self.seg_emb[i], mscale = self._encode_mean(mean)
+        if self.layout.mean_int16:
+            self._put("seg_mscale", i, mscale)
         drift = stg * (length / stt) if stt > 0 and length > 0 else 0.0
         if not self.layout.drift_int8:
             self.seg_drift[i] = drift
@@ -688,9 +729,10 @@ class DeltaMem:
         cos_last, same = -1.0, False
         if n:
             cos_last = float(g @ self.seg_vectors(last))
-            # ``seg_emb`` is fp16: "the same as the last segment" is judged at the precision it is stored in
-            same = cos_last >= self.seg_threshold or torch.equal((g - self.origin).to(self.seg_emb.dtype),
-                                                                  self.seg_emb[last])
+            # "the same as the last segment" is judged at the precision ``seg_emb`` stores; a frame
+            # stored alike lies within half a step of every entry (1 - cosine < 1e-6 even for
+            # D = 1024), so the stored form is worked out only that close
+            same = cos_last >= self.seg_threshold or cos_last > 1.0 - 1e-5 and self._stored_equal(g, last)
         elif self.layout.timeline_origin:  # the first segment: means are stored relative to its frame
             self.origin.copy_(g)
         one = (1.0, float(t), 0.0, g, 0.0)  # this frame as a run of one (as :meth:`_row_stats` gives runs)
@@ -711,7 +753,7 @@ class DeltaMem:
             self._recost(last)
             return self._item("seg_thumb", last)
 
-        if n == self.layout.segments:
+        while n >= self._row_cap():
             self._merge_segments()
             n -= 1
         self._store_seg(n, one, t, t, tail=True)
@@ -726,12 +768,20 @@ class DeltaMem:
         self._put("seg_thumb", n, tid)
         return tid
 
+    def _row_cap(self) -> int:
+        """The most timeline rows in use now: the layout's, or fewer while few frames have been
+        seen (``seg_frames_per_row``)."""
+        S = self.layout.segments
+        if self.seg_frames_per_row <= 0:
+            return S
+        return min(S, max(MIN_SEGMENTS, int(self._scalar("frames_seen") / self.seg_frames_per_row)))
+
     def _merge_cost(self, lo: int = 0, hi: int | None = None) -> torch.Tensor:
         """``[hi - lo]``: for ``i`` in ``lo .. hi-1`` (default: every pair), how much the residual sum
         of squares of the segments' lines rises when segment ``i`` and ``i + 1`` become one (``≥ 0``;
         the identity ``SSE(a ∪ b) - SSE(a) - SSE(b) = w |mean_a - mean_b|² - |stg_ab|² / stt_ab +
         |stg_a|² / stt_a + |stg_b|² / stt_b`` with ``w = n_a n_b / (n_a + n_b)`` keeps it exact for
-        fp16 means), times ``1 + span / seg_time_scale`` (``span``: the merged segment's length in
+        stored (rounded) means), times ``1 + span / seg_time_scale`` (``span``: the merged segment's length in
         seconds; see ``seg_time_scale``); ``inf`` where ``i + 1`` is not in use."""
         hi = self.layout.segments - 1 if hi is None else hi
         n, tm, stt, mean, stg = self._seg_stats(slice(lo, hi + 1))
@@ -805,8 +855,9 @@ class DeltaMem:
                 costs[p] = self._pair_cost(p, stats[p], stats[p + 1])
 
     def _merge_segments(self) -> None:
-        """Merge the adjacent pair of the lowest merge cost (full timeline): the one whose merged line
-        fits worst by the least, weighted by its span (:meth:`_merge_cost`)."""
+        """Merge the adjacent pair of the lowest merge cost (the timeline at its row cap,
+        :meth:`_row_cap`): the one whose merged line fits worst by the least, weighted by its span
+        (:meth:`_merge_cost`)."""
         if self._costs is None:  # computed once, then kept up to date pair by pair
             self._costs = self._merge_cost()
         i = int(self._costs.argmin())

@@ -56,7 +56,13 @@ class MemoryLayout:
     False in memories saved before it existed (fp16 drifts, no ``seg_dscale``). ``timeline_tail``:
     the last segment's mean and drift are also kept unrounded (``tail_mean``, ``tail_drift``: fp32
     ``[D]`` each), so the frames that extend it, one at a time, do not pile up a rounding each;
-    False in memories saved before it existed.
+    False in memories saved before it existed. ``mean_int16``: each segment's mean is stored as
+    its difference from the origin in int16 with an fp32 scale per segment (``seg_emb`` ``[S, D]``
+    int16, ``seg_mscale`` ``[S]``) instead of fp16: a step 16-32x finer for the largest entries, so
+    frames of a still view that differ by ~1e-5 of cosine stay apart (issue 7: one row per frame
+    of the vtest.avi hour found 284 of 979 needle queries with fp16 means, 299 with int16 ones,
+    keep-all's 299), for 4 bytes a segment (181 with D = 40); False in memories saved before it
+    existed (fp16 means, no ``seg_mscale``).
     """
 
     dim: int
@@ -71,6 +77,7 @@ class MemoryLayout:
     timeline_origin: bool = True
     drift_int8: bool = True
     timeline_tail: bool = True
+    mean_int16: bool = True
 
     def __post_init__(self) -> None:
         sizes = (
@@ -112,6 +119,9 @@ class MemoryLayout:
         # of 979 found, keep-all 299). The drift only places a time inside its segment, and int8
         # with a scale per row keeps it well enough: a segment costs 177 bytes instead of 215, and
         # the 21 % more segments a budget then holds are worth more than the drift's last bits.
+        # The means need more than fp16 even so: with one row per frame of a still view, fp16
+        # differences lost 15 of keep-all's 299 needle queries on issue 7's vtest.avi hour, int16
+        # ones with a scale per row none (``mean_int16``).
         # The last segment grows a frame at a time; rebuilt from its rounded row each time, its
         # mean piled up 36x the error of one rounding (a synthetic 300-frame drift): ``tail_mean``
         # and ``tail_drift`` keep it unrounded (issue 7; BENCHMARKS.md, "Int8 drifts and an unrounded
@@ -124,7 +134,9 @@ class MemoryLayout:
             "slot_t_last": ((M,), f64),
             "slot_thumb": ((M,), i32),
             "slot_used": ((M,), torch.bool),
-            "seg_emb": ((S, D), f16),  # mean of the frames' unit global vectors (norm <= 1), minus ``origin``
+            # mean of the frames' unit global vectors (norm <= 1), minus ``origin``: int16 times
+            # ``seg_mscale`` (see ``mean_int16``), else fp16
+            "seg_emb": ((S, D), torch.int16 if self.mean_int16 else f16),
             # fitted change of the vector from start to end: int8 times ``seg_dscale`` (see ``drift_int8``)
             "seg_drift": ((S, D), torch.int8 if self.drift_int8 else f16),
             "seg_start": ((S,), f64),
@@ -155,6 +167,8 @@ class MemoryLayout:
             "thumb_stamp": ((P,), f64),  # thumb_clock when put: older entries are evicted first
             "scalars": ((len(SCALARS),), f64),
         }
+        if self.mean_int16:
+            out["seg_mscale"] = ((S,), f32)  # the mean of row i is seg_emb[i] * seg_mscale[i] + origin
         if self.drift_int8:
             out["seg_dscale"] = ((S,), f16)  # the drift of row i is seg_drift[i] * seg_dscale[i]
         if self.timeline_tail:
@@ -185,8 +199,9 @@ class MemoryLayout:
     @classmethod
     def from_dict(cls, d: dict) -> MemoryLayout:
         # a layout saved before a flag existed lacks what it adds: absolute means before
-        # ``timeline_origin``, fp16 drifts before ``drift_int8``, no unrounded last segment before ``timeline_tail``
-        return cls(**{"timeline_origin": False, "drift_int8": False, "timeline_tail": False, **d})
+        # ``timeline_origin``, fp16 drifts before ``drift_int8``, no unrounded last segment before
+        # ``timeline_tail``, fp16 means before ``mean_int16``
+        return cls(**{"timeline_origin": False, "drift_int8": False, "timeline_tail": False, "mean_int16": False, **d})
 
     @classmethod
     def from_budget(

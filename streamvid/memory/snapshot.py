@@ -19,23 +19,24 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from streamvid.fsutil import atomic_write
-from streamvid.memory.deltamem import SEG_TIME_SCALE_BEFORE, DeltaMem
+from streamvid.memory.deltamem import SEG_FRAMES_PER_ROW_BEFORE, SEG_TIME_SCALE_BEFORE, DeltaMem
 from streamvid.memory.layout import MemoryLayout
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 4
-"""Version 4 (issue 7): the timeline's drifts are int8 with an fp16 scale per segment (``seg_dscale``,
+FORMAT_VERSION = 5
+"""Version 5 (issue 7): the timeline's means are int16 with an fp32 scale per segment (``seg_mscale``,
+``layout.mean_int16``) instead of fp16. Version 4 (issue 7): the timeline's drifts are int8 with an fp16 scale per segment (``seg_dscale``,
 ``layout.drift_int8``) and the last segment's mean and drift are kept unrounded too (``tail_mean``,
 ``tail_drift``, ``layout.timeline_tail``). Version 3 (issue 7): the timeline's means are stored
 relative to ``origin [D]`` (``layout.timeline_origin``). Version 2 (issue 7): timeline segments are lines (``seg_drift``,
 ``seg_tmean``, ``seg_stt`` added), segment and event vectors are fp16, segment counts int32; folded
 events keep their times (``fold_t``, ``fold_kind``; ``layout.folds`` 0 and no such tensors in files
 written before)."""
-READS = (1, 2, 3, 4)
-"""Versions :func:`load` reads. A version 2 or 3 file loads as it was (its layout has fp16 drifts;
-version 2's has no origin either: absolute means), a version 1 file is converted on load
-(:func:`_upgrade_v1`); saving writes version 4."""
+READS = (1, 2, 3, 4, 5)
+"""Versions :func:`load` reads. A version 2, 3 or 4 file loads as it was (its layout has fp16 means;
+before version 4 fp16 drifts too; version 2's has no origin either: absolute means), a version 1
+file is converted on load (:func:`_upgrade_v1`); saving writes version 5."""
 HEADER_BYTES = 32 * 1024
 """Room in a snapshot for the ``"streamvid"`` JSON string (as escaped in the safetensors header)."""
 
@@ -151,6 +152,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[D
 
     # configs written while the default was 1 s left it out: such memories keep merging as they did
     config.setdefault("seg_time_scale", SEG_TIME_SCALE_BEFORE)
+    config.setdefault("seg_frames_per_row", SEG_FRAMES_PER_ROW_BEFORE)  # saved before it existed: off
     specs = layout.buffers()
     if version == 1:
         tensors, config = _upgrade_v1(tensors, config, specs)
