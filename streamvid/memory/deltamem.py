@@ -214,8 +214,8 @@ class DeltaMem:
             least 8 rows): a stream short for its budget is segmented by merges too (the adjacent
             pair one line fits best, as when the timeline is full) rather than by the greedy
             ``seg_tolerance`` alone, and the rows beyond stay free. Without it, a budget too roomy
-            to ever fill kept up to twice the rows of a smaller one that did fill, and answered
-            worse: on issue 7's vtest.avi hour (20 cuts of tree.avi needles, 2 fps) 2 MiB found 292
+            to ever fill kept more rows than a smaller one that did fill, and answered worse: on
+            issue 7's vtest.avi hour (20 cuts of tree.avi needles, 2 fps) 2 MiB found 292
             needle queries and 3057 held-out frames where 1 MiB, full and merged, found 299 and
             3094; with 2.5 (and int16 means), 2-8 MiB find 300 and 3087 (BENCHMARKS.md, "Rows per
             frame"). 0: off (only the budget bounds the rows). Always in :meth:`config`; a snapshot
