@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,14 @@ def test_two_streams_share_batches_and_equal_one_stream_alone():
                        duration=40.0)
                for i in range(2)]
     engine = Engine(enc, streams, bank=bank, batch_size=8)
+    # both sources running with frames queued before the engine starts: how many rounds pair the
+    # streams then depends on the batching, not on which decoder thread happened to start first
+    # (a run on a fresh CI machine once had one stream far ahead: 274 launches for 162 frames)
+    deadline = time.monotonic() + 30.0
+    for s in streams:
+        s.source.start()
+    while min(s.source.buffered for s in streams) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
     engine.run()
     for s in streams:
         assert s.state == "ended" and s.stopped_by in ("duration", "end")
