@@ -321,6 +321,7 @@ def test_timeline_rows_are_capped_by_the_frames_seen():
             assert int(mem.seg_used.sum()) <= cap
         segs = mem.segments()
         assert sum(s.count for s in segs) == len(G) and segs[0].start == 0.0 and segs[-1].end == 19.5
+        assert mem.stats()["segments_cap"] == cap and mem.stats()["segments_used"] == len(segs)
         rows[k] = len(segs)
     assert rows == {2.5: 16, 4.0: 10, 0.0: 40}
 

@@ -1177,6 +1177,7 @@ class DeltaMem:
             "slots_used": int(self.slot_used.sum()),
             "segments": L.segments,
             "segments_used": self._n_segments(),
+            "segments_cap": self._row_cap(),  # rows the timeline may use now (``seg_frames_per_row``)
             "events": L.events,
             "events_used": int(self.ev_used.sum()),
             "folded_times": L.folds,
