@@ -101,27 +101,6 @@ def _moved_chunk(hi, offs_d, d_ok, k_row, g, nf, run, same, offs_s, first, n, N,
 
 
 @triton.jit
-def _gate(flat, nf, cnt, gate_ptr, g_min, HAS_GATE: tl.constexpr):
-    """The merge gate of slot ``flat`` taking ``nf`` tokens onto ``cnt``: ``max(n / (count + n),
-    g_min)``, or the given gate where ``HAS_GATE`` holds one (NaN: the closed form)."""
-    g = tl.maximum(tl.div_rn(nf, cnt.to(tl.float32) + nf), g_min)
-    if HAS_GATE:
-        given = tl.load(gate_ptr + flat)
-        g = tl.where(given == given, given, g)
-    return g
-
-
-@triton.jit
-def _store_counts(flat, cnt, n, nf, g, nov, count_ptr, imp_ptr, n_ptr):
-    """After a merge of ``n`` tokens of summed novelty ``nov`` with gate ``g`` into slot ``flat``:
-    ``count += n``, ``importance += g · mean novelty``, ``n`` written."""
-    tl.store(count_ptr + flat, (cnt + n).to(count_ptr.dtype.element_ty))
-    imp = tl.load(imp_ptr + flat)
-    tl.store(imp_ptr + flat, imp + tl.div_rn(g * nov, nf))
-    tl.store(n_ptr + flat, n.to(tl.int64))
-
-
-@triton.jit
 def _merge_group(
     hi, run, same, offs_s, first, flat,
     x_ptr, nov_ptr, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
@@ -134,13 +113,12 @@ def _merge_group(
     BLOCK_D: tl.constexpr,
     ONE_CHUNK: tl.constexpr,
     HAS_GATE: tl.constexpr,
-    PRELOADED: tl.constexpr,
 ):
     """Merge one group of tokens (see :func:`_moved_chunk`: the sorted run ``run[0:hi]``, or with
     ``SCAN`` the stream's tokens where ``same`` is set) into slot row ``flat`` of the flat
     ``[B * M]`` slots: sums in a fixed order, the gate, the new row (normalised), its count,
-    importance and ``n``. ``PRELOADED`` (scan, one chunk): the first member's row ``x0``, the
-    slot's row ``old0`` and its count ``cnt0`` were loaded by the caller."""
+    importance and ``n``. With ``SCAN`` the caller loaded the slot's count ``cnt0`` and, with one
+    chunk, the first member's row ``x0`` and the slot's row ``old0``."""
     # size and novelty of the group
     if SCAN:
         n = tl.sum(same.to(tl.int32), axis=0)
@@ -154,18 +132,21 @@ def _merge_group(
         n = hi
     nf = n.to(tl.float32)
 
-    if PRELOADED:
+    if SCAN:
         cnt = cnt0
     else:
         cnt = tl.load(count_ptr + flat)
-    g = _gate(flat, nf, cnt, gate_ptr, g_min, HAS_GATE)
+    g = tl.maximum(tl.div_rn(nf, cnt.to(tl.float32) + nf), g_min)
+    if HAS_GATE:  # a given gate (NaN: keep the closed form)
+        given = tl.load(gate_ptr + flat)
+        g = tl.where(given == given, given, g)
     k_row = k_ptr + flat * D
 
     if ONE_CHUNK:
         offs_d = tl.arange(0, BLOCK_D)
         d_ok = offs_d < D
         new = _moved_chunk(hi, offs_d, d_ok, k_row, g, nf, run, same, offs_s, first, n, N,
-                           x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn, x0, old0, SCAN, BLOCK_T, BLOCK_D, PRELOADED)
+                           x_ptr, sxb, sxn, sxd, nov_ptr, snb, snn, x0, old0, SCAN, BLOCK_T, BLOCK_D, SCAN)
         norm = tl.maximum(tl.sqrt_rn(tl.sum(new * new, axis=0)), 1e-12)
         tl.store(k_row + offs_d, tl.div_rn(new, norm), mask=d_ok)
     else:
@@ -185,7 +166,10 @@ def _merge_group(
             new = tl.load(k_row + offs_d, mask=d_ok, other=0.0)
             tl.store(k_row + offs_d, tl.div_rn(new, norm), mask=d_ok)
 
-    _store_counts(flat, cnt, n, nf, g, nov, count_ptr, imp_ptr, n_ptr)
+    tl.store(count_ptr + flat, (cnt + n).to(count_ptr.dtype.element_ty))
+    imp = tl.load(imp_ptr + flat)
+    tl.store(imp_ptr + flat, imp + tl.div_rn(g * nov, nf))
+    tl.store(n_ptr + flat, n.to(tl.int64))
 
 
 @triton.jit
@@ -209,7 +193,7 @@ def _delta_merge_kernel(
         _merge_group(hi, order_ptr + p, 0, 0, 0, slot,
                      x_ptr, nov_ptr, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
                      N, D, g_min, sxb, sxn, sxd, snb, snn, 0.0, 0.0, 0,
-                     False, BLOCK_T, BLOCK_D, ONE_CHUNK, HAS_GATE, False)
+                     False, BLOCK_T, BLOCK_D, ONE_CHUNK, HAS_GATE)
 
 
 @triton.jit
@@ -253,7 +237,7 @@ def _delta_merge_scan_kernel(
             _merge_group(0, idx_row, same, offs_s, i, flat,
                          x_ptr + b * sxb, nov_ptr + b * snb, k_ptr, count_ptr, imp_ptr, n_ptr, gate_ptr,
                          N, D, g_min, sxb, sxn, sxd, snb, snn, x0, old0, cnt0,
-                         True, 1, BLOCK_D, ONE_CHUNK, HAS_GATE, ONE_CHUNK)
+                         True, 1, BLOCK_D, ONE_CHUNK, HAS_GATE)
 
 
 # ------------------------------------------------------------------------------------ host side
@@ -307,8 +291,8 @@ def delta_merge_fwd(
     grouping = grouping or ("scan" if N <= SCAN_MAX_N else "sort")
     if grouping not in GROUPINGS:
         raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
-    if grouping != "sort" and N > SCAN_MAX_N:
-        raise ValueError(f"grouping={grouping!r} takes at most {SCAN_MAX_N} tokens per stream, got N={N}")
+    if grouping == "scan" and N > SCAN_MAX_N:
+        raise ValueError(f"grouping='scan' takes at most {SCAN_MAX_N} tokens per stream, got N={N}")
     BLOCK_D = block_d or max(16, min(triton.next_power_of_2(D), 1024))
     BLOCK_T = block_t or max(1, min(16, 4096 // BLOCK_D))
     if num_warps is None:  # the scan's programs read one row at a time: one warp each is fastest (H200, D = 512)
