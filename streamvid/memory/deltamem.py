@@ -70,6 +70,23 @@ def _f32(v: float) -> float:
     return float(np.float32(v))
 
 
+def _f16(v: float) -> float:
+    """``v`` rounded to float16, as a Python float."""
+    return float(np.float16(v))
+
+
+def _quantize(v: torch.Tensor | float, qmax: int, rounded: Callable[[float], float]) -> tuple[torch.Tensor | int, float]:
+    """``v`` as whole steps of one scale that takes its largest entry to ±``qmax`` → ``(steps,
+    scale)``: integers in ``[-qmax, qmax]`` as a float tensor, the scale as ``rounded`` stores it
+    (:func:`_f16`, :func:`_f32`); ``(0, 0.0)`` when ``v`` is zero (or the float ``0.0``, a run of
+    one frame's drift)."""
+    amax = float(v.abs().max()) if isinstance(v, torch.Tensor) else 0.0
+    scale = rounded(amax / qmax)
+    if not scale > 0:
+        return 0, 0.0
+    return (v / scale).round_().clamp_(-qmax, qmax), scale
+
+
 def _shift_up(buf: np.ndarray | torch.Tensor, j: int, n: int) -> None:
     """``buf[j : n - 1] = buf[j + 1 : n]``: rows ``j + 1 ..`` move up one. numpy copies overlapping
     ranges as if through a temporary; torch needs the copy made."""
@@ -398,10 +415,8 @@ class DeltaMem:
         diff = mean - self.origin
         if not self.layout.mean_int16:
             return diff.to(self.seg_emb.dtype), 1.0
-        scale = _f32(float(diff.abs().max()) / 32767)
-        if scale == 0.0:
-            return torch.zeros_like(diff, dtype=torch.int16), 0.0
-        return (diff / scale).round_().clamp_(-32767, 32767).to(torch.int16), scale
+        steps, scale = _quantize(diff, 32767, _f32)
+        return (steps.to(torch.int16) if scale > 0 else torch.zeros_like(diff, dtype=torch.int16)), scale
 
     def seg_drifts(self, rows: torch.Tensor | slice | int | None = None) -> torch.Tensor:
         """The timeline segments' drifts (each line's change from start to end), fp32 ``[S, D]`` (or
@@ -710,10 +725,8 @@ class DeltaMem:
         if not self.layout.drift_int8:
             self.seg_drift[i] = drift
         else:  # int8 times a per-row fp16 scale that takes the largest entry to ±127
-            amax = float(drift.abs().max()) if isinstance(drift, torch.Tensor) else 0.0
-            scale = float(np.float16(amax / 127))
+            self.seg_drift[i], scale = _quantize(drift, 127, _f16)
             self._put("seg_dscale", i, scale)
-            self.seg_drift[i] = (drift / scale).round_().clamp_(-127, 127) if scale > 0 else 0
         if tail and self.layout.timeline_tail:
             self.tail_mean.copy_(mean)
             self.tail_drift[:] = drift
