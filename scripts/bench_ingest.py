@@ -26,6 +26,10 @@ the first ``describe()``, is cleared before every run, so each run pays it as ``
 does. ``--max-frames`` caps the frames
 each measurement ingests (and decodes); the tables say so when it is set.
 
+``--no-detector`` runs the ingest without the event detector (a stand-in that reports no events and
+constant signals, with no ``prepare``): what the encoder and the memory alone add to decoding, a
+floor for the pipeline's cost on the machine. ``watch`` always runs the detector.
+
 Default videos: ``samples/lobby.mp4`` and, when the shared data folder exists next to the repo,
 ``../shared/data/vtest.avi``. Relative video paths are taken from the repository root.
 """
@@ -196,6 +200,19 @@ def _make_encoder(job: dict):
                        device=job["device"])
 
 
+class NullDetector:
+    """``--no-detector``: the detector's interface without its work (no events; motion, person and
+    face 0, brightness 0.5; no ``prepare``, so the encoder's thread runs the encoder alone)."""
+
+    def update(self, frame, prepared=None):
+        from streamvid.events import DetectorOutput, FrameSignals
+
+        return DetectorOutput(FrameSignals(0.0, 0.0, 0.0, 0.5, 0.0), [], boundary=False)
+
+    def finish(self) -> list:
+        return []
+
+
 def job_ingest(job: dict) -> dict:
     from streamvid.events import EventDetector
     from streamvid.memory import DeltaMem, MemoryLayout
@@ -242,7 +259,8 @@ def job_ingest(job: dict) -> dict:
             Timed(encoder, clock, {"encode_frames": "encoder", "describe": "describe",
                                    "encode_image": "embed"}),  # the last two: parts of pins
             Timed(memory, clock, {"update": "memory"}),
-            Timed(EventDetector(), clock, {"prepare": "prep", "update": "detector", "finish": "detector"}),
+            Timed(NullDetector() if job.get("no_detector") else EventDetector(), clock,
+                  {"prepare": "prep", "update": "detector", "finish": "detector"}),
             batch_size=job["batch_size"],
         )
         watcher.clock = clock
@@ -360,7 +378,8 @@ def report(args, machine: dict, decode: dict, ingest: dict, command: str) -> str
             f"{args.weights or args.pretrained or 'random weights'}" if "clip" in args.encoders else "")
     out.append(f"Settings: sampled at {args.fps:g} fps, frames scaled to at most {args.max_side} px, "
                f"batch {args.batch_size}, memory {args.memory_mb:g} MiB, median of {args.repeat} run(s){cap}"
-               f"{clip}{'; every frame decoded (--decode-all)' if args.decode_all else ''}.")
+               f"{clip}{'; every frame decoded (--decode-all)' if args.decode_all else ''}"
+               f"{'; **no event detector** (--no-detector: not what `watch` runs)' if args.no_detector else ''}.")
     out.append("Load average (1 min) before / after the run: "
                f"{m['load_before'][0]:.2f} / {m['load_after'][0]:.2f} (other processes share the cores: "
                f"a load above {m['usable_cores']} means contention); whole run {m['total_s']:.0f} s.")
@@ -474,6 +493,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--decode-all", action="store_true",
                    help="decode every frame, also the non-reference ones sampling skips "
                         "(FileSource(skip_unwanted=False), as before that option existed)")
+    p.add_argument("--no-detector", action="store_true",
+                   help="ingest without the event detector (no events): what the encoder and the memory "
+                        "alone add to decoding; `watch` always runs it")
     p.add_argument("--markdown", action="store_true", help="print markdown tables")
     p.add_argument("--json", metavar="OUT", help="also write the raw measurements to OUT")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -500,7 +522,8 @@ def main(argv=None) -> int:
         if not (REPO / v).is_file():
             raise SystemExit(f"bench_ingest: no such video: {v}")
     base = {"fps": args.fps, "max_side": args.max_side, "max_frames": args.max_frames, "repeat": args.repeat,
-            "torch_threads": args.torch_threads, "cv_threads": args.cv_threads, "decode_all": args.decode_all}
+            "torch_threads": args.torch_threads, "cv_threads": args.cv_threads, "decode_all": args.decode_all,
+            "no_detector": args.no_detector}
     machine = machine_info()
     machine["load_before"] = os.getloadavg()
     decode, ingest = {}, {}

@@ -39,3 +39,18 @@ def test_a_short_run_reports_what_it_set(bi, tmp_path, capsys):
                     "--json", str(out)]) == 0
     assert "OpenCV 1 thread in ingest, as in `watch`" in capsys.readouterr().out
     assert json.loads(out.read_text())["ingest"][0]["cv_threads"] == 1
+
+
+def test_no_detector_measures_the_encoder_and_memory_alone(bi, tmp_path, capsys):
+    """``--no-detector``: the ingest runs without the event detector (no events, no detector time,
+    no ``prepare`` on the encoder's thread) and the report says it is not what ``watch`` runs."""
+    out = tmp_path / "ingest.json"
+    assert bi.parse_args([]).no_detector is False
+    assert bi.main(["--videos", "samples/lobby.mp4", "--encoders", "classic", "--max-frames", "12",
+                    "--no-detector", "--markdown", "--json", str(out)]) == 0
+    assert "**no event detector** (--no-detector: not what `watch` runs)" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    (row,) = data["ingest"]
+    assert row["frames"] == 12 and row["entered"] == 0 and row["left"] == 0
+    assert row["stages"]["prep"] == 0.0 and row["calls"].get("prep", 0) == 0
+    assert row["calls"]["memory"] == 12 and data["args"]["no_detector"] is True
