@@ -281,7 +281,8 @@ def test_merges_prefer_short_spans_among_similar_misfits():
     assert merged[1.0] == [(0, 2), (4, 4), (6, 6.5), (10, 11)]
 
 
-@pytest.mark.parametrize("name, default, before", [("seg_time_scale", 3.0, 1.0), ("seg_frames_per_row", 2.5, 0.0)])
+@pytest.mark.parametrize("name, default, before", [("seg_time_scale", 3.0, 1.0), ("seg_frames_per_row", 2.5, 0.0),
+                                                 ("shot_gate", 6.0, 0.0)])
 def test_timeline_settings_are_in_the_config_and_old_snapshots_keep_theirs(tmp_path, name, default, before):
     """The config always holds ``seg_time_scale`` (default 3 s) and ``seg_frames_per_row`` (default
     2.5). A snapshot whose config lacks one was written before it was always recorded: while the
@@ -304,6 +305,49 @@ def test_timeline_settings_are_in_the_config_and_old_snapshots_keep_theirs(tmp_p
     assert getattr(back, name) == 0.0 and back.config() == mem.config()
     with pytest.raises(ValueError, match=name):
         DeltaMem(small_layout(), **{name: -1.0})
+
+
+def _view(n: int, gen: torch.Generator, noise: float = 0.03) -> torch.Tensor:
+    """``[n, D]`` frames of one view: a random direction with a little noise (cosines ~0.999)."""
+    a = unit(D, gen=gen)
+    x = a + noise * torch.randn(n, D, generator=gen)
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def test_shot_weights_follow_the_cuts_between_rows():
+    """A row starts a shot when its line's first point is far (cosine < ``scene_threshold``) from
+    the last point of the row before; a merge inside a shot is weighted ``1 + shot_weight · merged
+    span / shot span`` (the last shot's span runs to ``now``), one across a cut is not."""
+    gen = torch.Generator().manual_seed(3)
+    a, b = _view(6, gen), _view(4, gen)
+    G = torch.cat([a, b, a[:3]])  # 6 frames of a view, 4 of another, 3 of the first again
+    mem = DeltaMem(small_layout(segments=16), seg_tolerance=0.0, seg_frames_per_row=0.0, shot_weight=4.0)
+    for f, g in enumerate(G):
+        mem.update(0.5 * f, Encoded(g[None], g), QUIET)
+    assert int(mem.seg_used.sum()) == 13  # a row per frame: nothing merged
+    w = mem._shot_weights(now=6.5).tolist()
+    assert len(w) == 15
+    expect = [1 + 4 * 0.5 / 3.0] * 5 + [1.0] + [1 + 4 * 0.5 / 2.0] * 3 + [1.0] + [1 + 4 * 0.5 / 1.5] * 2 + [1.0] * 3
+    assert w == pytest.approx(expect, rel=1e-6)
+    assert mem._shot_weights(now=8.0)[10] == pytest.approx(1 + 4 * 0.5 / 3.0)  # the open shot grew
+
+
+@pytest.mark.parametrize("gate, merged", [(0.5, (0.5, 1.0)), (1.0, (3.0, 3.5)), (0.0, (3.0, 3.5))])
+def test_merges_weigh_short_shots_once_the_gate_is_open(gate, merged):
+    """Past ``shot_gate`` (frames seen / rows: 13 / 16 here) the pair merged is the cheapest by cost
+    times shot weight: a pair inside the 2-second shot (weight 2) gives way to a dearer one inside
+    the 3-second shot (weight 1.67); with the gate closed or off, the cheapest by cost alone."""
+    gen = torch.Generator().manual_seed(3)
+    a, b = _view(6, gen), _view(4, gen)
+    G = torch.cat([a, b, a[:3]])
+    mem = DeltaMem(small_layout(segments=16), seg_tolerance=0.0, seg_frames_per_row=0.0, shot_gate=gate)
+    for f, g in enumerate(G):
+        mem.update(0.5 * f, Encoded(g[None], g), QUIET)
+    mem._costs = torch.full((15,), math.inf)
+    mem._costs[6], mem._costs[1] = 1.0, 1.1  # inside the short shot, inside the first one
+    mem._merge_segments(now=6.5)
+    assert [(s.start, s.end) for s in mem.segments() if s.end > s.start] == [merged]
+    assert sum(s.count for s in mem.segments()) == len(G)
 
 
 def test_timeline_rows_are_capped_by_the_frames_seen():

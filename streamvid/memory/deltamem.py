@@ -8,7 +8,8 @@ Four tiers, all allocated once from a :class:`~streamvid.memory.layout.MemoryLay
   in rows ``0 .. segments_used-1``; per-frame channels and folded event counts per segment; the
   means are differences from ``origin [D]`` (fp32, the first frame's global vector) in int16 with
   an fp32 scale per segment, each segment a line whose drift is int8 with an fp16 scale; at most
-  one row per ``seg_frames_per_row`` frames seen;
+  one row per ``seg_frames_per_row`` frames seen, and short shots kept finer once rows hold many
+  frames (``shot_gate``);
 - **pinned events** ``ev_emb [E, D]``: entries, exits and alerts at full fidelity; when full, one
   folds into the counts of the segment holding its time (never silently lost);
 - **thumbnails** ``thumb_data [P, thumb_bytes]``: a pool of JPEG bytes referenced by the others.
@@ -53,6 +54,9 @@ SEG_TIME_SCALE = 3.0  # seconds: the default ``seg_time_scale`` (a merge's cost 
 SEG_TIME_SCALE_BEFORE = 1.0  # the default until 2026-11-28: configs without ``seg_time_scale`` mean it
 SEG_FRAMES_PER_ROW = 2.5  # the default ``seg_frames_per_row``: at most one timeline row per 2.5 frames seen
 SEG_FRAMES_PER_ROW_BEFORE = 0.0  # configs without ``seg_frames_per_row`` were written before it existed: off
+SHOT_GATE = 6.0  # the default ``shot_gate``: short shots are kept finer once rows hold 6 frames on average
+SHOT_GATE_BEFORE = 0.0  # configs without ``shot_gate`` were written before it existed: off
+SHOT_WEIGHT = 4.0  # the default ``shot_weight`` (λ)
 _F32_TINY = float(np.float32(1e-12))  # ``clamp_min(1e-12)`` on a float32 tensor clamps at this
 
 
@@ -237,6 +241,20 @@ class DeltaMem:
             3094; with 2.5 (and int16 means), 2-8 MiB find 300 and 3087 (BENCHMARKS.md, "Rows per
             frame"). 0: off (only the budget bounds the rows). Always in :meth:`config`; a snapshot
             whose config lacks it was written before it existed, and loads with it off.
+        shot_gate: once the frames seen are at least this many times the layout's rows, a merge
+            inside a short shot costs more: its cost is multiplied by ``1 + shot_weight · (merged
+            span) / (shot span)`` (the shot's span so far while it is the last one, at least
+            0.5 s). A shot is a run of rows between cuts; a row starts one when its line's first
+            point has cosine ``< scene_threshold`` with the line's last point of the row before.
+            A brief view (someone passing, a cut-in clip) then keeps several rows where a long one
+            gives up its finest: on issue 7's vtest.avi hour at 0.25 MiB, 11 frames a row, tree.avi
+            needle queries found 232 -> 281 (keep-all 299) and on two more sets of cuts 277 -> 308
+            and 278 -> 316, held-out frames within +12, the generated hours unchanged
+            (BENCHMARKS.md, "Needles at 0.5 MiB: where the queries go"). Below the gate (an hour at
+            0.5 MiB or more holds 5.5 frames a row or fewer) merges are as without it. 0: off.
+            Always in :meth:`config`; a snapshot whose config lacks it was written before it
+            existed, and loads with it off.
+        shot_weight: λ of ``shot_gate`` (0: off).
         scene_threshold: a new segment whose global vector has cosine ``>=`` this with the last
             one shows the same view: it shares that segment's thumbnail instead of encoding one.
         importance_decay: slot importance is multiplied by this every frame.
@@ -264,6 +282,8 @@ class DeltaMem:
         seg_tolerance: float = 1e-4,
         seg_time_scale: float = SEG_TIME_SCALE,
         seg_frames_per_row: float = SEG_FRAMES_PER_ROW,
+        shot_gate: float = SHOT_GATE,
+        shot_weight: float = SHOT_WEIGHT,
         scene_threshold: float = 0.9,
         importance_decay: float = 0.999,
         max_claims: int | None = None,
@@ -284,6 +304,10 @@ class DeltaMem:
         if not seg_frames_per_row >= 0:
             raise ValueError(f"seg_frames_per_row must be >= 0 (0: off), got {seg_frames_per_row}")
         self.seg_frames_per_row = float(seg_frames_per_row)
+        if not shot_gate >= 0 or not shot_weight >= 0:
+            raise ValueError(f"shot_gate and shot_weight must be >= 0 (0: off), got {shot_gate}, {shot_weight}")
+        self.shot_gate = float(shot_gate)
+        self.shot_weight = float(shot_weight)
         self.scene_threshold = scene_threshold
         self.importance_decay = importance_decay
         self.max_claims = max(2, layout.slots // 8) if max_claims is None else max_claims
@@ -348,6 +372,8 @@ class DeltaMem:
         }
         cfg["seg_time_scale"] = self.seg_time_scale  # a config without it is from when the default was 1 s
         cfg["seg_frames_per_row"] = self.seg_frames_per_row  # a config without it is from before it (off)
+        cfg["shot_gate"] = self.shot_gate  # a config without it is from before it (off)
+        cfg["shot_weight"] = self.shot_weight
         if self.gate is not None:  # only then, so configs without a gate are unchanged
             cfg["gate"] = getattr(self.gate, "path", None)
             if cfg["gate"] is None:
@@ -767,7 +793,7 @@ class DeltaMem:
             return self._item("seg_thumb", last)
 
         while n >= self._row_cap():
-            self._merge_segments()
+            self._merge_segments(now=t)
             n -= 1
         self._store_seg(n, one, t, t, tail=True)
         self.seg_channels[n] = ch
@@ -867,13 +893,17 @@ class DeltaMem:
                         stats[r] = self._row_stats(r)
                 costs[p] = self._pair_cost(p, stats[p], stats[p + 1])
 
-    def _merge_segments(self) -> None:
+    def _merge_segments(self, now: float | None = None) -> None:
         """Merge the adjacent pair of the lowest merge cost (the timeline at its row cap,
         :meth:`_row_cap`): the one whose merged line fits worst by the least, weighted by its span
-        (:meth:`_merge_cost`)."""
+        (:meth:`_merge_cost`) and, past ``shot_gate``, by its shot (:meth:`_shot_weights`; ``now``:
+        the time of the frame that asks for the room)."""
         if self._costs is None:  # computed once, then kept up to date pair by pair
             self._costs = self._merge_cost()
-        i = int(self._costs.argmin())
+        costs = self._costs
+        if now is not None and self._shot_gate_open():
+            costs = costs * self._shot_weights(now)
+        i = int(costs.argmin())
         j = i + 1
         last = j + 1 == self.layout.segments or not self._item("seg_used", j + 1)  # j is the last segment
         sa, sb = self._row_stats(i), self._row_stats(j, tail=last)
@@ -897,6 +927,45 @@ class DeltaMem:
         self._costs[n - 2] = math.inf
         self._recost(i)
         self._release_thumbs([drop])
+
+    def _shot_gate_open(self) -> bool:
+        """Whether merges are weighted by their shot now (see ``shot_gate``)."""
+        return (self.shot_gate > 0 and self.shot_weight > 0
+                and self._scalar("frames_seen") / self.layout.segments >= self.shot_gate)
+
+    def _shot_weights(self, now: float) -> torch.Tensor:
+        """``[S - 1]``: the factor on each adjacent pair's merge cost for its shot (``shot_gate``):
+        ``1 + shot_weight · (merged span) / max(shot span, 0.5 s)`` inside a shot, 1 across a cut
+        and where a row is unused. Worked out from the rows as they are (no state of its own): a
+        row starts a shot when the cosine of its line's first point with the line's last point of
+        the row before is below ``scene_threshold``; the last shot's span runs to ``now``."""
+        S = self.layout.segments
+        n = self._n_segments()
+        w = torch.ones(S - 1, device=self.device)
+        if n < 2:
+            return w
+        idx = torch.arange(n, device=self.device)
+        mean, drift = self.seg_means(idx), self.seg_drifts(idx)
+        start, end, tm = self.seg_start[:n], self.seg_end[:n], self.seg_tmean[:n]
+        length = end - start
+        safe = length.clamp_min(1e-12)
+        lo = torch.where(length > 0, (start - tm) / safe, torch.zeros_like(tm)).float()
+        hi = torch.where(length > 0, (end - tm) / safe, torch.zeros_like(tm)).float()
+        first_pt, last_pt = mean[1:] + lo[1:, None] * drift[1:], mean[:-1] + hi[:-1, None] * drift[:-1]
+        cos = (first_pt * last_pt).sum(-1) / (first_pt.norm(dim=-1) * last_pt.norm(dim=-1)).clamp_min(1e-12)
+        cut = torch.ones(n, dtype=torch.bool, device=self.device)  # row r starts a shot
+        cut[1:] = cos < self.scene_threshold
+        first = torch.cummax(torch.where(cut, idx, 0), 0).values  # the first row of row r's shot
+        # the first row at or after r that starts a shot (n: none), and for pair p (rows p, p + 1)
+        # the start of the shot after theirs: the shot's end, or ``now`` for the last shot
+        nxt = torch.flip(torch.cummin(torch.flip(torch.where(cut, idx, n), [0]), 0).values, [0])
+        p = idx[:-1]
+        k = torch.cat([nxt, nxt.new_tensor([n])])[(p + 2).clamp(max=n)]
+        shot_end = torch.where(k < n, start[k.clamp(max=n - 1)], torch.full_like(start[p], float(now)))
+        span = (shot_end - start[first[p]]).clamp_min(0.5)
+        merged = end[p + 1] - start[p]
+        w[: n - 1] = torch.where(cut[1:], 1.0, 1.0 + self.shot_weight * merged / span).float()
+        return w
 
     def seg_locate(self, q: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The best point of each segment's line for each query → ``(cos [Q, R], t [Q, R])``.

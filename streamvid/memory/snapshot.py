@@ -19,7 +19,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from streamvid.fsutil import atomic_write
-from streamvid.memory.deltamem import SEG_FRAMES_PER_ROW_BEFORE, SEG_TIME_SCALE_BEFORE, DeltaMem
+from streamvid.memory.deltamem import (
+    SEG_FRAMES_PER_ROW_BEFORE,
+    SEG_TIME_SCALE_BEFORE,
+    SHOT_GATE_BEFORE,
+    DeltaMem,
+)
 from streamvid.memory.layout import MemoryLayout
 
 log = logging.getLogger(__name__)
@@ -154,6 +159,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[D
     # configs written while the default was 1 s left it out: such memories keep merging as they did
     config.setdefault("seg_time_scale", SEG_TIME_SCALE_BEFORE)
     config.setdefault("seg_frames_per_row", SEG_FRAMES_PER_ROW_BEFORE)  # saved before it existed: off
+    config.setdefault("shot_gate", SHOT_GATE_BEFORE)  # saved before it existed: off
     specs = layout.buffers()
     if version == 1:
         tensors, config = _upgrade_v1(tensors, config, specs)
