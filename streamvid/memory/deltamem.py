@@ -248,9 +248,9 @@ class DeltaMem:
             point has cosine ``< scene_threshold`` with the line's last point of the row before.
             A brief view (someone passing, a cut-in clip) then keeps several rows where a long one
             gives up its finest: on issue 7's vtest.avi hour at 0.25 MiB, 11 frames a row, tree.avi
-            needle queries found 232 -> 281 (keep-all 299) and on two more sets of cuts 277 -> 308
-            and 278 -> 316, held-out frames within +12, the generated hours unchanged
-            (BENCHMARKS.md, "Needles at 0.5 MiB: where the queries go"). Below the gate (an hour at
+            needle queries found 232 -> 282 (keep-all 299) and on two more sets of cuts 277 -> 302
+            and 278 -> 306, held-out frames +2 to +11, the generated hours unchanged or better
+            (BENCHMARKS.md, "Needles at 0.25 and 0.5 MiB"). Below the gate (an hour at
             0.5 MiB or more holds 5.5 frames a row or fewer) merges are as without it. 0: off.
             Always in :meth:`config`; a snapshot whose config lacks it was written before it
             existed, and loads with it off.
