@@ -204,10 +204,13 @@ class NullDetector:
     """``--no-detector``: the detector's interface without its work (no events; motion, person and
     face 0, brightness 0.5; no ``prepare``, so the encoder's thread runs the encoder alone)."""
 
-    def update(self, frame, prepared=None):
+    def __init__(self) -> None:
         from streamvid.events import DetectorOutput, FrameSignals
 
-        return DetectorOutput(FrameSignals(0.0, 0.0, 0.0, 0.5, 0.0), [], boundary=False)
+        self._output, self._signals = DetectorOutput, FrameSignals(0.0, 0.0, 0.0, 0.5, 0.0)
+
+    def update(self, frame, prepared=None):
+        return self._output(self._signals, [], boundary=False)
 
     def finish(self) -> list:
         return []

@@ -284,10 +284,11 @@ def test_merges_prefer_short_spans_among_similar_misfits():
 @pytest.mark.parametrize("name, default, before", [("seg_time_scale", 3.0, 1.0), ("seg_frames_per_row", 2.5, 0.0),
                                                  ("shot_gate", 6.0, 0.0)])
 def test_timeline_settings_are_in_the_config_and_old_snapshots_keep_theirs(tmp_path, name, default, before):
-    """The config always holds ``seg_time_scale`` (default 3 s) and ``seg_frames_per_row`` (default
-    2.5). A snapshot whose config lacks one was written before it was always recorded: while the
-    time scale's default was 1 s (and left out), before the rows-per-frame cap existed (off, 0), so
-    such a memory keeps merging as it did. 0 turns either off and survives a save."""
+    """The config always holds ``seg_time_scale`` (default 3 s), ``seg_frames_per_row`` (default
+    2.5) and ``shot_gate`` (default 6). A snapshot whose config lacks one was written before it was
+    always recorded: while the time scale's default was 1 s (and left out), before the rows-per-frame
+    cap or the shot gate existed (off, 0), so such a memory keeps merging as it did. 0 turns any of
+    them off and survives a save."""
     mem = DeltaMem(small_layout())
     assert getattr(mem, name) == default and mem.config()[name] == default
     feed(mem, 12, torch.Generator().manual_seed(2))
@@ -314,17 +315,23 @@ def _view(n: int, gen: torch.Generator, noise: float = 0.03) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True)
 
 
+def _three_shots(**kw) -> DeltaMem:
+    """A memory of 16 rows holding a row per frame, 0.5 s apart, of three shots: 6 frames of a view
+    (3 s), 4 of another (2 s), 3 of the first again (the last shot, from 5 s)."""
+    gen = torch.Generator().manual_seed(3)
+    a, b = _view(6, gen), _view(4, gen)
+    mem = DeltaMem(small_layout(segments=16), seg_tolerance=0.0, seg_frames_per_row=0.0, **kw)
+    for f, g in enumerate(torch.cat([a, b, a[:3]])):
+        mem.update(0.5 * f, Encoded(g[None], g), QUIET)
+    assert int(mem.seg_used.sum()) == 13  # a row per frame: nothing merged
+    return mem
+
+
 def test_shot_weights_follow_the_cuts_between_rows():
     """A row starts a shot when its line's first point is far (cosine < ``scene_threshold``) from
     the last point of the row before; a merge inside a shot is weighted ``1 + shot_weight · merged
     span / shot span`` (the last shot's span runs to ``now``), one across a cut is not."""
-    gen = torch.Generator().manual_seed(3)
-    a, b = _view(6, gen), _view(4, gen)
-    G = torch.cat([a, b, a[:3]])  # 6 frames of a view, 4 of another, 3 of the first again
-    mem = DeltaMem(small_layout(segments=16), seg_tolerance=0.0, seg_frames_per_row=0.0, shot_weight=4.0)
-    for f, g in enumerate(G):
-        mem.update(0.5 * f, Encoded(g[None], g), QUIET)
-    assert int(mem.seg_used.sum()) == 13  # a row per frame: nothing merged
+    mem = _three_shots(shot_weight=4.0)
     w = mem._shot_weights(now=6.5).tolist()
     assert len(w) == 15
     expect = [1 + 4 * 0.5 / 3.0] * 5 + [1.0] + [1 + 4 * 0.5 / 2.0] * 3 + [1.0] + [1 + 4 * 0.5 / 1.5] * 2 + [1.0] * 3
@@ -337,17 +344,12 @@ def test_merges_weigh_short_shots_once_the_gate_is_open(gate, merged):
     """Past ``shot_gate`` (frames seen / rows: 13 / 16 here) the pair merged is the cheapest by cost
     times shot weight: a pair inside the 2-second shot (weight 2) gives way to a dearer one inside
     the 3-second shot (weight 1.67); with the gate closed or off, the cheapest by cost alone."""
-    gen = torch.Generator().manual_seed(3)
-    a, b = _view(6, gen), _view(4, gen)
-    G = torch.cat([a, b, a[:3]])
-    mem = DeltaMem(small_layout(segments=16), seg_tolerance=0.0, seg_frames_per_row=0.0, shot_gate=gate)
-    for f, g in enumerate(G):
-        mem.update(0.5 * f, Encoded(g[None], g), QUIET)
+    mem = _three_shots(shot_gate=gate)
     mem._costs = torch.full((15,), math.inf)
     mem._costs[6], mem._costs[1] = 1.0, 1.1  # inside the short shot, inside the first one
     mem._merge_segments(now=6.5)
     assert [(s.start, s.end) for s in mem.segments() if s.end > s.start] == [merged]
-    assert sum(s.count for s in mem.segments()) == len(G)
+    assert sum(s.count for s in mem.segments()) == 13
 
 
 def test_timeline_rows_are_capped_by_the_frames_seen():

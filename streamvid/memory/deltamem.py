@@ -939,33 +939,37 @@ class DeltaMem:
         and where a row is unused. Worked out from the rows as they are (no state of its own): a
         row starts a shot when the cosine of its line's first point with the line's last point of
         the row before is below ``scene_threshold``; the last shot's span runs to ``now``."""
-        S = self.layout.segments
         n = self._n_segments()
-        w = torch.ones(S - 1, device=self.device)
+        w = torch.ones(self.layout.segments - 1, device=self.device)
         if n < 2:
             return w
-        idx = torch.arange(n, device=self.device)
-        mean, drift = self.seg_means(idx), self.seg_drifts(idx)
-        start, end, tm = self.seg_start[:n], self.seg_end[:n], self.seg_tmean[:n]
-        length = end - start
-        safe = length.clamp_min(1e-12)
-        lo = torch.where(length > 0, (start - tm) / safe, torch.zeros_like(tm)).float()
-        hi = torch.where(length > 0, (end - tm) / safe, torch.zeros_like(tm)).float()
+        mean, drift, lo, hi, _, _ = self._lines(slice(0, n))
+        start, end = self.seg_start[:n], self.seg_end[:n]
         first_pt, last_pt = mean[1:] + lo[1:, None] * drift[1:], mean[:-1] + hi[:-1, None] * drift[:-1]
         cos = (first_pt * last_pt).sum(-1) / (first_pt.norm(dim=-1) * last_pt.norm(dim=-1)).clamp_min(1e-12)
         cut = torch.ones(n, dtype=torch.bool, device=self.device)  # row r starts a shot
         cut[1:] = cos < self.scene_threshold
-        first = torch.cummax(torch.where(cut, idx, 0), 0).values  # the first row of row r's shot
-        # the first row at or after r that starts a shot (n: none), and for pair p (rows p, p + 1)
-        # the start of the shot after theirs: the shot's end, or ``now`` for the last shot
-        nxt = torch.flip(torch.cummin(torch.flip(torch.where(cut, idx, n), [0]), 0).values, [0])
-        p = idx[:-1]
-        k = torch.cat([nxt, nxt.new_tensor([n])])[(p + 2).clamp(max=n)]
-        shot_end = torch.where(k < n, start[k.clamp(max=n - 1)], torch.full_like(start[p], float(now)))
-        span = (shot_end - start[first[p]]).clamp_min(0.5)
-        merged = end[p + 1] - start[p]
+        shot = torch.cumsum(cut, 0) - 1  # row r's shot
+        shot_start = start[cut]
+        shot_end = torch.cat([shot_start[1:], shot_start.new_tensor([float(now)])])  # the last: ``now``
+        sp = shot[:-1]  # pair p (rows p, p + 1) inside shot sp unless row p + 1 starts one
+        span = (shot_end[sp] - shot_start[sp]).clamp_min(0.5)
+        merged = end[1:] - start[:-1]
         w[: n - 1] = torch.where(cut[1:], 1.0, 1.0 + self.shot_weight * merged / span).float()
         return w
+
+    def _lines(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, ...]:
+        """The lines of timeline ``rows`` as :meth:`seg_locate` and :meth:`_shot_weights` use them →
+        ``(mean, drift, lo, hi, t_mean, length)``: the point at time ``t`` is ``mean + u · drift``
+        with ``u = (t - t_mean) / length``, from ``lo`` (at the start) to ``hi`` (at the end); both 0
+        for a segment of no length."""
+        mean, drift = self.seg_means(rows), self.seg_drifts(rows)
+        start, end, tm = self.seg_start[rows], self.seg_end[rows], self.seg_tmean[rows]
+        length = end - start
+        safe = length.clamp_min(1e-12)
+        lo = torch.where(length > 0, (start - tm) / safe, torch.zeros_like(tm)).float()
+        hi = torch.where(length > 0, (end - tm) / safe, torch.zeros_like(tm)).float()
+        return mean, drift, lo, hi, tm, length
 
     def seg_locate(self, q: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The best point of each segment's line for each query → ``(cos [Q, R], t [Q, R])``.
@@ -976,12 +980,7 @@ class DeltaMem:
         ``(a + b u) / sqrt(c + 2 e u + f u²)`` has one critical point, ``u* = (b c - a e) / (a f -
         b e)``, so its maximum on the span is at ``u*`` or an end.
         """
-        mean, drift = self.seg_means(rows), self.seg_drifts(rows)
-        start, end, tm = self.seg_start[rows], self.seg_end[rows], self.seg_tmean[rows]
-        length = end - start
-        safe = length.clamp_min(1e-12)
-        lo = torch.where(length > 0, (start - tm) / safe, torch.zeros_like(tm)).float()
-        hi = torch.where(length > 0, (end - tm) / safe, torch.zeros_like(tm)).float()
+        mean, drift, lo, hi, tm, length = self._lines(rows)
         a, b = q @ mean.T, q @ drift.T  # [Q, R]
         c, e, f = (mean * mean).sum(-1), (mean * drift).sum(-1), (drift * drift).sum(-1)
         den = a * f - b * e

@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 5
 """Version 5 (issue 7): the timeline's means are int16 with an fp32 scale per segment
 (``seg_mscale``, ``layout.mean_int16``) instead of fp16, and the config holds ``seg_frames_per_row``
-(a config without it loads with it off). Version 4 (issue 7): the timeline's drifts are int8 with an
-fp16 scale per segment (``seg_dscale``, ``layout.drift_int8``) and the last segment's mean and drift
-are kept unrounded too (``tail_mean``, ``tail_drift``, ``layout.timeline_tail``). Version 3 (issue 7): the timeline's means are stored
+and, in files written since it existed, ``shot_gate`` (a config without either loads with it off).
+Version 4 (issue 7): the timeline's drifts are int8 with an fp16 scale per segment (``seg_dscale``,
+``layout.drift_int8``) and the last segment's mean and drift are kept unrounded too (``tail_mean``,
+``tail_drift``, ``layout.timeline_tail``). Version 3 (issue 7): the timeline's means are stored
 relative to ``origin [D]`` (``layout.timeline_origin``). Version 2 (issue 7): timeline segments are lines (``seg_drift``,
 ``seg_tmean``, ``seg_stt`` added), segment and event vectors are fp16, segment counts int32; folded
 events keep their times (``fold_t``, ``fold_kind``; ``layout.folds`` 0 and no such tensors in files
