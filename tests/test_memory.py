@@ -352,6 +352,40 @@ def test_merges_weigh_short_shots_once_the_gate_is_open(gate, merged):
     assert sum(s.count for s in mem.segments()) == 13
 
 
+class _ShotsUncached(DeltaMem):
+    """Works out every row's shot start at each merge, as :meth:`DeltaMem._shot_weights` did
+    before it kept them."""
+
+    def _shot_weights(self, now: float) -> torch.Tensor:
+        self._cuts = self._cuts_stale = None
+        return super()._shot_weights(now)
+
+
+def test_kept_shot_starts_merge_as_the_rows_say():
+    """The shot starts are kept between merges and worked out again only for rows that changed:
+    a stream of 300 frames in 40 shots (rows extended, merged, opened) leaves the same bytes as
+    working them all out at every merge, and the kept starts are the rows' own."""
+    gen = torch.Generator().manual_seed(5)
+    views = [unit(D, gen=gen) for _ in range(4)]
+    frames = []
+    for s in range(40):
+        v, n = views[s % 4], 3 + s % 7
+        x = v + 0.05 * torch.randn(n, D, generator=gen) + torch.linspace(0, 0.3, n)[:, None] * unit(D, gen=gen)
+        frames.append(x / x.norm(dim=-1, keepdim=True))
+    frames = torch.cat(frames)
+    mems = [cls(small_layout(segments=16), shot_gate=1.0, seg_frames_per_row=0.0) for cls in (DeltaMem, _ShotsUncached)]
+    for f, g in enumerate(frames):
+        for mem in mems:
+            mem.update(0.5 * f, Encoded(g[None], g), QUIET)
+    kept, uncached = mems
+    n = kept._n_segments()
+    assert n == 16 and kept._cuts is not None and 2 < int(kept._cuts[:n].sum()) < n  # merges past the gate, across cuts
+    for name, buf in kept.buffers().items():
+        assert torch.equal(buf, uncached.buffers()[name]), name
+    kept._shot_weights(now=0.5 * len(frames))  # refresh what the last frame changed
+    assert torch.equal(kept._cuts[:n], kept._shot_starts(torch.arange(n)))
+
+
 def test_timeline_rows_are_capped_by_the_frames_seen():
     """With ``seg_frames_per_row`` K the timeline uses at most ``max(8, frames seen / K)`` rows,
     made by merges of the cheapest adjacent pairs even with rows free; 0 lets the budget alone

@@ -341,6 +341,10 @@ class DeltaMem:
         # without a torch op each (microseconds apiece, many per frame): see :meth:`_item`/:meth:`_put`.
         self._host = {name: buf.numpy() for name, buf in self._buffers.items()} if self.device.type == "cpu" else None
         self._costs: torch.Tensor | None = None  # cached merge costs of adjacent segments [S - 1]
+        # cached shot starts [S] (:meth:`_shot_weights`, once its gate is open) and which of them
+        # are stale (the row or the one before it changed since): refreshed at the next merge
+        self._cuts: torch.Tensor | None = None
+        self._cuts_stale: np.ndarray | None = None
         self._max_channels = torch.tensor([c != "brightness" for c in CHANNELS], device=self.device)
 
     def __getstate__(self) -> dict:
@@ -391,6 +395,7 @@ class DeltaMem:
         for name, buf in self._buffers.items():
             buf.copy_(tensors[name])
         self._costs = None
+        self._cuts = self._cuts_stale = None
 
     @property
     def nbytes(self) -> int:
@@ -879,7 +884,10 @@ class DeltaMem:
         return self._costs.numpy() if self._host is not None else self._costs
 
     def _recost(self, i: int) -> None:
-        """Refresh the cached merge costs of the pairs around segment ``i`` after it changed."""
+        """Refresh the cached merge costs of the pairs around segment ``i`` after it changed (and
+        mark the cached shot starts of rows ``i`` and ``i + 1`` stale)."""
+        if self._cuts_stale is not None:
+            self._cuts_stale[i : i + 2] = True
         if self._costs is not None:
             lo, hi = max(i - 1, 0), min(i + 1, self.layout.segments - 1)
             costs = self._host_costs()
@@ -922,6 +930,9 @@ class DeltaMem:
         for name in self._seg_names:  # close the gap: rows j+1.. move up one
             _shift_up(bufs[name], j, n)
         _shift_up(self._host_costs(), j, n - 1)
+        if self._cuts is not None:
+            _shift_up(self._cuts, j, n)
+            _shift_up(self._cuts_stale, j, n)
         self._put("seg_used", n - 1, False)
         self._put("seg_thumb", n - 1, -1)
         self._costs[n - 2] = math.inf
@@ -936,19 +947,29 @@ class DeltaMem:
     def _shot_weights(self, now: float) -> torch.Tensor:
         """``[S - 1]``: the factor on each adjacent pair's merge cost for its shot (``shot_gate``):
         ``1 + shot_weight · (merged span) / max(shot span, 0.5 s)`` inside a shot, 1 across a cut
-        and where a row is unused. Worked out from the rows as they are (no state of its own): a
-        row starts a shot when the cosine of its line's first point with the line's last point of
-        the row before is below ``scene_threshold``; the last shot's span runs to ``now``."""
+        and where a row is unused. A row starts a shot when the cosine of its line's first point
+        with the line's last point of the row before is below ``scene_threshold``
+        (:meth:`_shot_starts`); the last shot's span runs to ``now``.
+
+        The shot starts are worked out for every row the first time, then kept: the rows that
+        changed since the last call (:meth:`_recost` marks them) are worked out again, so a merge
+        costs O(changed rows × D) + O(S) instead of O(S × D)."""
         n = self._n_segments()
         w = torch.ones(self.layout.segments - 1, device=self.device)
         if n < 2:
             return w
-        mean, drift, lo, hi, _, _ = self._lines(slice(0, n))
+        if self._cuts is None:
+            self._cuts = torch.ones(self.layout.segments, dtype=torch.bool, device=self.device)
+            self._cuts[:n] = self._shot_starts(torch.arange(n, device=self.device))
+            self._cuts_stale = np.zeros(self.layout.segments, dtype=bool)
+        else:
+            stale = np.flatnonzero(self._cuts_stale[:n])
+            if stale.size:
+                rows = torch.from_numpy(stale).to(self.device)
+                self._cuts[rows] = self._shot_starts(rows)
+        self._cuts_stale[:] = False
         start, end = self.seg_start[:n], self.seg_end[:n]
-        first_pt, last_pt = mean[1:] + lo[1:, None] * drift[1:], mean[:-1] + hi[:-1, None] * drift[:-1]
-        cos = (first_pt * last_pt).sum(-1) / (first_pt.norm(dim=-1) * last_pt.norm(dim=-1)).clamp_min(1e-12)
-        cut = torch.ones(n, dtype=torch.bool, device=self.device)  # row r starts a shot
-        cut[1:] = cos < self.scene_threshold
+        cut = self._cuts[:n]  # row r starts a shot
         shot = torch.cumsum(cut, 0) - 1  # row r's shot
         shot_start = start[cut]
         shot_end = torch.cat([shot_start[1:], shot_start.new_tensor([float(now)])])  # the last: ``now``
@@ -957,6 +978,17 @@ class DeltaMem:
         merged = end[1:] - start[:-1]
         w[: n - 1] = torch.where(cut[1:], 1.0, 1.0 + self.shot_weight * merged / span).float()
         return w
+
+    def _shot_starts(self, rows: torch.Tensor) -> torch.Tensor:
+        """``[R]`` bool: whether each of timeline ``rows [R]`` (in use) starts a shot: row 0 does;
+        row ``r`` does when the cosine of its line's first point with the last point of row
+        ``r - 1``'s line is below ``scene_threshold``."""
+        prev = (rows - 1).clamp_min(0)
+        mean, drift, lo, _, _, _ = self._lines(rows)
+        pmean, pdrift, _, phi, _, _ = self._lines(prev)
+        first_pt, last_pt = mean + lo[:, None] * drift, pmean + phi[:, None] * pdrift
+        cos = (first_pt * last_pt).sum(-1) / (first_pt.norm(dim=-1) * last_pt.norm(dim=-1)).clamp_min(1e-12)
+        return (cos < self.scene_threshold) | (rows == 0)
 
     def _lines(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, ...]:
         """The lines of timeline ``rows`` as :meth:`seg_locate` and :meth:`_shot_weights` use them →
