@@ -282,12 +282,13 @@ def test_merges_prefer_short_spans_among_similar_misfits():
 
 
 @pytest.mark.parametrize("name, default, before", [("seg_time_scale", 3.0, 1.0), ("seg_frames_per_row", 2.5, 0.0),
-                                                 ("shot_gate", 6.0, 0.0)])
+                                                 ("shot_gate", 2.5, 0.0), ("shot_span", 5.0, 0.0)])
 def test_timeline_settings_are_in_the_config_and_old_snapshots_keep_theirs(tmp_path, name, default, before):
     """The config always holds ``seg_time_scale`` (default 3 s), ``seg_frames_per_row`` (default
-    2.5) and ``shot_gate`` (default 6). A snapshot whose config lacks one was written before it was
-    always recorded: while the time scale's default was 1 s (and left out), before the rows-per-frame
-    cap or the shot gate existed (off, 0), so such a memory keeps merging as it did. 0 turns any of
+    2.5), ``shot_gate`` (default 2.5) and ``shot_span`` (default 5 s). A snapshot whose config lacks
+    one was written before it was always recorded: while the time scale's default was 1 s (and left
+    out), before the rows-per-frame cap or the shot gate existed (off, 0), or with the short-shot
+    rule's first form (``shot_span`` 0), so such a memory keeps merging as it did. 0 turns any of
     them off and survives a save."""
     mem = DeltaMem(small_layout())
     assert getattr(mem, name) == default and mem.config()[name] == default
@@ -331,7 +332,7 @@ def test_shot_weights_follow_the_cuts_between_rows():
     """A row starts a shot when its line's first point is far (cosine < ``scene_threshold``) from
     the last point of the row before; a merge inside a shot is weighted ``1 + shot_weight · merged
     span / shot span`` (the last shot's span runs to ``now``), one across a cut is not."""
-    mem = _three_shots(shot_weight=4.0)
+    mem = _three_shots(shot_weight=4.0, shot_span=0.0)
     w = mem._shot_weights(now=6.5).tolist()
     assert len(w) == 15
     expect = [1 + 4 * 0.5 / 3.0] * 5 + [1.0] + [1 + 4 * 0.5 / 2.0] * 3 + [1.0] + [1 + 4 * 0.5 / 1.5] * 2 + [1.0] * 3
@@ -339,17 +340,40 @@ def test_shot_weights_follow_the_cuts_between_rows():
     assert mem._shot_weights(now=8.0)[10] == pytest.approx(1 + 4 * 0.5 / 3.0)  # the open shot grew
 
 
+def test_shots_as_long_as_shot_span_are_not_kept_finer():
+    """With ``shot_span`` T the weight inside a shot is ``1 + shot_weight · merged span · (1 / shot
+    span - 1 / T)``, nothing more for a shot of T or longer: the 3-second shot is not weighted
+    with T = 2.5 s, the 2-second one and the last (1.5 s so far) are, less than without T."""
+    mem = _three_shots(shot_weight=4.0, shot_span=2.5)
+    w = mem._shot_weights(now=6.5).tolist()
+    expect = [1.0] * 6 + [1 + 4 * 0.5 * (1 / 2.0 - 0.4)] * 3 + [1.0] + [1 + 4 * 0.5 * (1 / 1.5 - 0.4)] * 2 + [1.0] * 3
+    assert w == pytest.approx(expect, rel=1e-6)
+    assert mem._shot_weights(now=8.0)[10] == 1.0  # the open shot is 3 s long now
+
 @pytest.mark.parametrize("gate, merged", [(0.5, (0.5, 1.0)), (1.0, (3.0, 3.5)), (0.0, (3.0, 3.5))])
 def test_merges_weigh_short_shots_once_the_gate_is_open(gate, merged):
     """Past ``shot_gate`` (frames seen / rows: 13 / 16 here) the pair merged is the cheapest by cost
     times shot weight: a pair inside the 2-second shot (weight 2) gives way to a dearer one inside
     the 3-second shot (weight 1.67); with the gate closed or off, the cheapest by cost alone."""
-    mem = _three_shots(shot_gate=gate)
+    mem = _three_shots(shot_gate=gate, shot_weight=4.0, shot_span=0.0)
     mem._costs = torch.full((15,), math.inf)
     mem._costs[6], mem._costs[1] = 1.0, 1.1  # inside the short shot, inside the first one
     mem._merge_segments(now=6.5)
     assert [(s.start, s.end) for s in mem.segments() if s.end > s.start] == [merged]
     assert sum(s.count for s in mem.segments()) == 13
+
+
+@pytest.mark.parametrize("span, finite, merged", [(10.0, (5, 1), (0.5, 1.0)), (0.0, (5, 1), (2.5, 3.0)),
+                                                  (10.0, (5, 9), (2.5, 3.0))])
+def test_merges_across_a_cut_come_last(span, finite, merged):
+    """Two one-frame rows on either side of a cut merge at no cost (a line fits any two frames),
+    into a line between two views: with ``shot_span`` > 0 such a merge is made only when no pair
+    inside a shot is left (then the cheapest of them); the rule's first form (0) merged them first."""
+    mem = _three_shots(shot_gate=0.5, shot_span=span)  # λ 1000
+    mem._costs = torch.full((15,), math.inf)
+    mem._costs[finite[0]], mem._costs[finite[1]] = 0.0, 1.0  # pair 5 crosses the cut at 3 s, pair 9 the one at 5 s
+    mem._merge_segments(now=6.5)
+    assert [(s.start, s.end) for s in mem.segments() if s.end > s.start] == [merged]
 
 
 class _ShotsUncached(DeltaMem):
@@ -363,13 +387,13 @@ class _ShotsUncached(DeltaMem):
 
 def test_kept_shot_starts_merge_as_the_rows_say():
     """The shot starts are kept between merges and worked out again only for rows that changed:
-    a stream of 300 frames in 40 shots (rows extended, merged, opened) leaves the same bytes as
+    a stream of 98 frames in 10 shots (rows extended, merged, opened) leaves the same bytes as
     working them all out at every merge, and the kept starts are the rows' own."""
     gen = torch.Generator().manual_seed(5)
     views = [unit(D, gen=gen) for _ in range(4)]
     frames = []
-    for s in range(40):
-        v, n = views[s % 4], 3 + s % 7
+    for s in range(10):
+        v, n = views[s % 4], 5 + 2 * (s % 7)
         x = v + 0.05 * torch.randn(n, D, generator=gen) + torch.linspace(0, 0.3, n)[:, None] * unit(D, gen=gen)
         frames.append(x / x.norm(dim=-1, keepdim=True))
     frames = torch.cat(frames)

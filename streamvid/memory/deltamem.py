@@ -8,8 +8,8 @@ Four tiers, all allocated once from a :class:`~streamvid.memory.layout.MemoryLay
   in rows ``0 .. segments_used-1``; per-frame channels and folded event counts per segment; the
   means are differences from ``origin [D]`` (fp32, the first frame's global vector) in int16 with
   an fp32 scale per segment, each segment a line whose drift is int8 with an fp16 scale; at most
-  one row per ``seg_frames_per_row`` frames seen, and short shots kept finer once rows hold many
-  frames (``shot_gate``);
+  one row per ``seg_frames_per_row`` frames seen, and short shots kept finer once the budget bounds
+  the rows (``shot_gate``);
 - **pinned events** ``ev_emb [E, D]``: entries, exits and alerts at full fidelity; when full, one
   folds into the counts of the segment holding its time (never silently lost);
 - **thumbnails** ``thumb_data [P, thumb_bytes]``: a pool of JPEG bytes referenced by the others.
@@ -54,9 +54,11 @@ SEG_TIME_SCALE = 3.0  # seconds: the default ``seg_time_scale`` (a merge's cost 
 SEG_TIME_SCALE_BEFORE = 1.0  # the default until 2026-11-28: configs without ``seg_time_scale`` mean it
 SEG_FRAMES_PER_ROW = 2.5  # the default ``seg_frames_per_row``: at most one timeline row per 2.5 frames seen
 SEG_FRAMES_PER_ROW_BEFORE = 0.0  # configs without ``seg_frames_per_row`` were written before it existed: off
-SHOT_GATE = 6.0  # the default ``shot_gate``: short shots are kept finer once rows hold 6 frames on average
+SHOT_GATE = 2.5  # the default ``shot_gate``: short shots are kept finer from 2.5 frames seen per row
 SHOT_GATE_BEFORE = 0.0  # configs without ``shot_gate`` were written before it existed: off
-SHOT_WEIGHT = 4.0  # the default ``shot_weight`` (λ)
+SHOT_WEIGHT = 1000.0  # the default ``shot_weight`` (λ)
+SHOT_SPAN = 5.0  # the default ``shot_span``: shots this long or longer are not kept finer
+SHOT_SPAN_BEFORE = 0.0  # configs with ``shot_gate`` but without ``shot_span``: the rule's first form
 _F32_TINY = float(np.float32(1e-12))  # ``clamp_min(1e-12)`` on a float32 tensor clamps at this
 
 
@@ -241,20 +243,28 @@ class DeltaMem:
             3094; with 2.5 (and int16 means), 2-8 MiB find 300 and 3087 (BENCHMARKS.md, "Rows per
             frame"). 0: off (only the budget bounds the rows). Always in :meth:`config`; a snapshot
             whose config lacks it was written before it existed, and loads with it off.
-        shot_gate: once the frames seen are at least this many times the layout's rows, a merge
-            inside a short shot costs more: its cost is multiplied by ``1 + shot_weight · (merged
-            span) / (shot span)`` (the shot's span so far while it is the last one, at least
-            0.5 s). A shot is a run of rows between cuts; a row starts one when its line's first
-            point has cosine ``< scene_threshold`` with the line's last point of the row before.
-            A brief view (someone passing, a cut-in clip) then keeps several rows where a long one
-            gives up its finest: on issue 7's vtest.avi hour at 0.25 MiB, 11 frames a row, tree.avi
-            needle queries found 232 -> 282 (keep-all 299) and on two more sets of cuts 277 -> 302
-            and 278 -> 306, held-out frames +2 to +11, the generated hours unchanged or better
-            (BENCHMARKS.md, "Needles at 0.25 and 0.5 MiB"). Below the gate (an hour at
-            0.5 MiB or more holds 5.5 frames a row or fewer) merges are as without it. 0: off.
-            Always in :meth:`config`; a snapshot whose config lacks it was written before it
-            existed, and loads with it off.
+        shot_gate: once the frames seen are at least this many times the layout's rows (with the
+            default 2.5, ``seg_frames_per_row``'s: once the budget, not the frames seen, bounds the
+            rows), short shots are kept finer. A shot is a run of rows between cuts; a row starts
+            one when its line's first point has cosine ``< scene_threshold`` with the line's last
+            point of the row before. A merge inside a shot costs ``1 + shot_weight · (merged
+            span) · (1 / shot span - 1 / shot_span)`` times more (nothing more in shots of
+            ``shot_span`` or longer; the last shot's span is its span so far, every span at least
+            0.5 s), and a merge across a cut, a line running between two views, is made only when
+            no pair inside a shot is left. A brief view (someone passing, a cut-in clip) then
+            keeps its frames apart where a long one gives up its finest. On issue 7's vtest.avi
+            hour at 0.5 MiB, tree.avi needle queries found 283 -> 304 (keep-all 299), and on three
+            more sets of cuts 304 -> 325 (324), 320 -> 353 (353), 300 -> 318 (314), held-out frames
+            -0.5 %; at 0.25 MiB 282 -> 309 needles (with the rule's first form before), held-out
+            frames -2 %; at 1 MiB and more as good as without it (BENCHMARKS.md, "Short shots kept
+            apart").
+            0: off. Always in :meth:`config`; a snapshot whose config lacks it was written before
+            it existed, and loads with it off.
         shot_weight: λ of ``shot_gate`` (0: off).
+        shot_span: shots this long (seconds) or longer are not kept finer (see ``shot_gate``).
+            0: the rule's first form (``shot_gate`` 6, ``shot_weight`` 4 then): ``1 + shot_weight
+            · merged span / shot span`` in every shot, merges across a cut by cost like the rest;
+            a snapshot whose config has ``shot_gate`` but not ``shot_span`` was written with it.
         scene_threshold: a new segment whose global vector has cosine ``>=`` this with the last
             one shows the same view: it shares that segment's thumbnail instead of encoding one.
         importance_decay: slot importance is multiplied by this every frame.
@@ -284,6 +294,7 @@ class DeltaMem:
         seg_frames_per_row: float = SEG_FRAMES_PER_ROW,
         shot_gate: float = SHOT_GATE,
         shot_weight: float = SHOT_WEIGHT,
+        shot_span: float = SHOT_SPAN,
         scene_threshold: float = 0.9,
         importance_decay: float = 0.999,
         max_claims: int | None = None,
@@ -304,10 +315,12 @@ class DeltaMem:
         if not seg_frames_per_row >= 0:
             raise ValueError(f"seg_frames_per_row must be >= 0 (0: off), got {seg_frames_per_row}")
         self.seg_frames_per_row = float(seg_frames_per_row)
-        if not shot_gate >= 0 or not shot_weight >= 0:
-            raise ValueError(f"shot_gate and shot_weight must be >= 0 (0: off), got {shot_gate}, {shot_weight}")
+        if not shot_gate >= 0 or not shot_weight >= 0 or not shot_span >= 0:
+            raise ValueError("shot_gate, shot_weight and shot_span must be >= 0 (0: off), "
+                             f"got {shot_gate}, {shot_weight}, {shot_span}")
         self.shot_gate = float(shot_gate)
         self.shot_weight = float(shot_weight)
+        self.shot_span = float(shot_span)
         self.scene_threshold = scene_threshold
         self.importance_decay = importance_decay
         self.max_claims = max(2, layout.slots // 8) if max_claims is None else max_claims
@@ -378,6 +391,7 @@ class DeltaMem:
         cfg["seg_frames_per_row"] = self.seg_frames_per_row  # a config without it is from before it (off)
         cfg["shot_gate"] = self.shot_gate  # a config without it is from before it (off)
         cfg["shot_weight"] = self.shot_weight
+        cfg["shot_span"] = self.shot_span  # a config with shot_gate but without it: the first form (0)
         if self.gate is not None:  # only then, so configs without a gate are unchanged
             cfg["gate"] = getattr(self.gate, "path", None)
             if cfg["gate"] is None:
@@ -910,7 +924,15 @@ class DeltaMem:
             self._costs = self._merge_cost()
         costs = self._costs
         if now is not None and self._shot_gate_open():
-            costs = costs * self._shot_weights(now)
+            weighted = costs * self._shot_weights(now)
+            if self.shot_span > 0 and self._cuts is not None:  # across a cut only when no pair inside a shot is left
+                across = torch.zeros_like(self._cuts[1:])
+                n = self._n_segments()
+                across[: n - 1] = self._cuts[1:n]
+                inside = weighted.masked_fill(across, math.inf)
+                costs = inside if bool(torch.isfinite(inside).any()) else costs.masked_fill(~across, math.inf)
+            else:
+                costs = weighted
         i = int(costs.argmin())
         j = i + 1
         last = j + 1 == self.layout.segments or not self._item("seg_used", j + 1)  # j is the last segment
@@ -946,9 +968,10 @@ class DeltaMem:
 
     def _shot_weights(self, now: float) -> torch.Tensor:
         """``[S - 1]``: the factor on each adjacent pair's merge cost for its shot (``shot_gate``):
-        ``1 + shot_weight · (merged span) / max(shot span, 0.5 s)`` inside a shot, 1 across a cut
-        and where a row is unused. A row starts a shot when the cosine of its line's first point
-        with the line's last point of the row before is below ``scene_threshold``
+        ``1 + shot_weight · (merged span) · max(1 / max(shot span, 0.5 s) - 1 / shot_span, 0)``
+        inside a shot (``shot_span`` 0: ``1 + shot_weight · (merged span) / max(shot span, 0.5 s)``),
+        1 across a cut and where a row is unused. A row starts a shot when the cosine of its line's
+        first point with the line's last point of the row before is below ``scene_threshold``
         (:meth:`_shot_starts`); the last shot's span runs to ``now``.
 
         The shot starts are worked out for every row the first time, then kept: the rows that
@@ -976,7 +999,11 @@ class DeltaMem:
         sp = shot[:-1]  # pair p (rows p, p + 1) inside shot sp unless row p + 1 starts one
         span = (shot_end[sp] - shot_start[sp]).clamp_min(0.5)
         merged = end[1:] - start[:-1]
-        w[: n - 1] = torch.where(cut[1:], 1.0, 1.0 + self.shot_weight * merged / span).float()
+        if self.shot_span > 0:
+            rise = merged * (1.0 / span - 1.0 / self.shot_span).clamp_min(0.0)
+        else:  # the first form
+            rise = merged / span
+        w[: n - 1] = torch.where(cut[1:], 1.0, 1.0 + self.shot_weight * rise).float()
         return w
 
     def _shot_starts(self, rows: torch.Tensor) -> torch.Tensor:

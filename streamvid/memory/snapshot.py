@@ -23,6 +23,7 @@ from streamvid.memory.deltamem import (
     SEG_FRAMES_PER_ROW_BEFORE,
     SEG_TIME_SCALE_BEFORE,
     SHOT_GATE_BEFORE,
+    SHOT_SPAN_BEFORE,
     DeltaMem,
 )
 from streamvid.memory.layout import MemoryLayout
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 5
 """Version 5 (issue 7): the timeline's means are int16 with an fp32 scale per segment
 (``seg_mscale``, ``layout.mean_int16``) instead of fp16, and the config holds ``seg_frames_per_row``
-and, in files written since it existed, ``shot_gate`` (a config without either loads with it off).
+and, in files written since it existed, ``shot_gate`` (a config without either loads with it off)
+and ``shot_span`` (a config with ``shot_gate`` but without it loads with the short-shot rule's first form).
 Version 4 (issue 7): the timeline's drifts are int8 with an fp16 scale per segment (``seg_dscale``,
 ``layout.drift_int8``) and the last segment's mean and drift are kept unrounded too (``tail_mean``,
 ``tail_drift``, ``layout.timeline_tail``). Version 3 (issue 7): the timeline's means are stored
@@ -160,6 +162,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[D
     # configs written while the default was 1 s left it out: such memories keep merging as they did
     config.setdefault("seg_time_scale", SEG_TIME_SCALE_BEFORE)
     config.setdefault("seg_frames_per_row", SEG_FRAMES_PER_ROW_BEFORE)  # saved before it existed: off
+    if "shot_gate" in config:  # saved with the short-shot rule: without shot_span, its first form
+        config.setdefault("shot_span", SHOT_SPAN_BEFORE)
     config.setdefault("shot_gate", SHOT_GATE_BEFORE)  # saved before it existed: off
     specs = layout.buffers()
     if version == 1:
