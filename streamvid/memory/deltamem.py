@@ -919,14 +919,15 @@ class DeltaMem:
         """Merge the adjacent pair of the lowest merge cost (the timeline at its row cap,
         :meth:`_row_cap`): the one whose merged line fits worst by the least, weighted by its span
         (:meth:`_merge_cost`) and, past ``shot_gate``, by its shot (:meth:`_shot_weights`; ``now``:
-        the time of the frame that asks for the room)."""
+        the time of the frame that asks for the room), where with ``shot_span`` > 0 a pair across a
+        cut is taken only when no pair inside a shot is left (then the cheapest of them by cost)."""
         if self._costs is None:  # computed once, then kept up to date pair by pair
             self._costs = self._merge_cost()
         costs = self._costs
         if now is not None and self._shot_gate_open():
             weighted = costs * self._shot_weights(now)
-            if self.shot_span > 0 and self._cuts is not None:  # across a cut only when no pair inside a shot is left
-                across = torch.zeros_like(self._cuts[1:])
+            if self.shot_span > 0 and self._cuts is not None:  # across a cut: last
+                across = torch.zeros_like(self._cuts[1:])  # pair p crosses a cut when row p + 1 starts a shot
                 n = self._n_segments()
                 across[: n - 1] = self._cuts[1:n]
                 inside = weighted.masked_fill(across, math.inf)
