@@ -350,6 +350,7 @@ def test_shots_as_long_as_shot_span_are_not_kept_finer():
     assert w == pytest.approx(expect, rel=1e-6)
     assert mem._shot_weights(now=8.0)[10] == 1.0  # the open shot is 3 s long now
 
+
 @pytest.mark.parametrize("gate, merged", [(0.5, (0.5, 1.0)), (1.0, (3.0, 3.5)), (0.0, (3.0, 3.5))])
 def test_merges_weigh_short_shots_once_the_gate_is_open(gate, merged):
     """Past ``shot_gate`` (frames seen / rows: 13 / 16 here) the pair merged is the cheapest by cost

@@ -927,14 +927,16 @@ class DeltaMem:
         if now is not None and self._shot_gate_open():
             weighted = costs * self._shot_weights(now)
             if self.shot_span > 0 and self._cuts is not None:  # across a cut: last
-                across = torch.zeros_like(self._cuts[1:])  # pair p crosses a cut when row p + 1 starts a shot
-                n = self._n_segments()
-                across[: n - 1] = self._cuts[1:n]
+                # pair p crosses a cut when row p + 1 starts a shot (pairs past the rows in use cost inf)
+                across = self._cuts[1:]
                 inside = weighted.masked_fill(across, math.inf)
-                costs = inside if bool(torch.isfinite(inside).any()) else costs.masked_fill(~across, math.inf)
+                i = int(inside.argmin())
+                if inside[i] == math.inf:  # no pair inside a shot left: the cheapest across a cut
+                    i = int(costs.masked_fill(~across, math.inf).argmin())
             else:
-                costs = weighted
-        i = int(costs.argmin())
+                i = int(weighted.argmin())
+        else:
+            i = int(costs.argmin())
         j = i + 1
         last = j + 1 == self.layout.segments or not self._item("seg_used", j + 1)  # j is the last segment
         sa, sb = self._row_stats(i), self._row_stats(j, tail=last)
@@ -1011,10 +1013,9 @@ class DeltaMem:
         """``[R]`` bool: whether each of timeline ``rows [R]`` (in use) starts a shot: row 0 does;
         row ``r`` does when the cosine of its line's first point with the last point of row
         ``r - 1``'s line is below ``scene_threshold``."""
-        prev = (rows - 1).clamp_min(0)
-        mean, drift, lo, _, _, _ = self._lines(rows)
-        pmean, pdrift, _, phi, _, _ = self._lines(prev)
-        first_pt, last_pt = mean + lo[:, None] * drift, pmean + phi[:, None] * pdrift
+        R = len(rows)
+        mean, drift, lo, hi, _, _ = self._lines(torch.cat([(rows - 1).clamp_min(0), rows]))  # rows before, rows
+        first_pt, last_pt = mean[R:] + lo[R:, None] * drift[R:], mean[:R] + hi[:R, None] * drift[:R]
         cos = (first_pt * last_pt).sum(-1) / (first_pt.norm(dim=-1) * last_pt.norm(dim=-1)).clamp_min(1e-12)
         return (cos < self.scene_threshold) | (rows == 0)
 
